@@ -1,0 +1,418 @@
+//! Configuration: the user-facing, serde-shaped settings and their validation.
+//!
+//! Sources are layered with the `config` crate in this order, later winning:
+//! built-in defaults, the file (`--config`, else `LEADMAIL_CONFIG`, else
+//! `config/leadmail.toml` when it exists), then `LEADMAIL__SECTION__KEY`
+//! environment variables. Every struct denies unknown fields so that a typo is
+//! an error that names the key rather than a setting silently ignored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file read when neither `--config` nor `LEADMAIL_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/leadmail.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Syntax(String),
+    #[error("invalid configuration: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub parse: ParseConfig,
+    #[serde(default)]
+    pub brokerages: Vec<BrokerageConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (relative paths are relative to the working directory).
+    #[serde(default = "default_database_url")]
+    pub url: String,
+}
+
+fn default_database_url() -> String {
+    "sqlite://data/leadmail.db".to_string()
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_database_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseConfig {
+    /// ISO 3166 region used for phone numbers written without a country code.
+    #[serde(default = "default_region")]
+    pub default_region: String,
+}
+
+fn default_region() -> String {
+    "US".to_string()
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig {
+            default_region: default_region(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerageConfig {
+    /// Short stable identifier, used in the database and on the command line.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The brokerage's unique lead inbox address(es).
+    pub lead_addresses: Vec<String>,
+    /// Agent id that owns what no rule gives to anyone.
+    pub default_owner: String,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Agent,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: String,
+    /// Addresses the agent sends and forwards from.
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default = "default_role")]
+    pub role: Role,
+}
+
+const fn default_role() -> Role {
+    Role::Agent
+}
+
+impl Config {
+    /// Loads and validates the layered configuration.
+    ///
+    /// `explicit` is `--config`; when it is `None`, `LEADMAIL_CONFIG` and then
+    /// [`DEFAULT_CONFIG_PATH`] are tried (the latter only when it exists).
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("LEADMAIL_CONFIG").map(PathBuf::from);
+        let file = match (explicit, env_path) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(p)) => Some(p),
+            (None, None) => {
+                let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+                p.exists().then_some(p)
+            }
+        };
+        let text = match &file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::from_sources(text.as_deref(), &env)
+    }
+
+    /// Builds the configuration from a file's text and an environment, both
+    /// given explicitly so that tests need not touch the process environment.
+    pub fn from_sources(
+        file_text: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let env_map: std::collections::HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("LEADMAIL__"))
+            .cloned()
+            .collect();
+        let mut builder = config::Config::builder()
+            .set_default("database.url", default_database_url())
+            .and_then(|b| b.set_default("parse.default_region", default_region()))
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        if let Some(text) = file_text {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("LEADMAIL")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env_map)),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        cfg.normalize();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Lower-cases and trims addresses so that every later comparison is exact.
+    fn normalize(&mut self) {
+        for b in &mut self.brokerages {
+            for a in &mut b.lead_addresses {
+                *a = a.trim().to_ascii_lowercase();
+            }
+            for agent in &mut b.agents {
+                for e in &mut agent.emails {
+                    *e = e.trim().to_ascii_lowercase();
+                }
+            }
+        }
+        self.parse.default_region = self.parse.default_region.trim().to_ascii_uppercase();
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.database.url.starts_with("sqlite:") {
+            return Err(invalid(
+                "database.url",
+                "only sqlite: URLs are supported (e.g. sqlite://data/leadmail.db)",
+            ));
+        }
+        if self
+            .parse
+            .default_region
+            .parse::<phonenumber::country::Id>()
+            .is_err()
+        {
+            return Err(invalid(
+                "parse.default_region",
+                format!(
+                    "{:?} is not an ISO 3166 region code such as \"US\"",
+                    self.parse.default_region
+                ),
+            ));
+        }
+        let mut brokerage_ids = BTreeSet::new();
+        let mut inbox_owner: BTreeMap<&str, &str> = BTreeMap::new();
+        for (i, b) in self.brokerages.iter().enumerate() {
+            let key = |field: &str| format!("brokerages[{i}].{field}");
+            check_id(&b.id).map_err(|m| invalid(key("id"), m))?;
+            if !brokerage_ids.insert(b.id.as_str()) {
+                return Err(invalid(
+                    key("id"),
+                    format!("duplicate brokerage id {:?}", b.id),
+                ));
+            }
+            if b.lead_addresses.is_empty() {
+                return Err(invalid(
+                    key("lead_addresses"),
+                    "at least one lead inbox address is required",
+                ));
+            }
+            for (j, addr) in b.lead_addresses.iter().enumerate() {
+                check_email(addr).map_err(|m| invalid(key(&format!("lead_addresses[{j}]")), m))?;
+                if let Some(other) = inbox_owner.insert(addr, &b.id) {
+                    return Err(invalid(
+                        key(&format!("lead_addresses[{j}]")),
+                        format!("{addr} is already the lead address of brokerage {other:?}"),
+                    ));
+                }
+            }
+            let mut agent_ids = BTreeSet::new();
+            let mut agent_emails: BTreeMap<&str, &str> = BTreeMap::new();
+            for (j, a) in b.agents.iter().enumerate() {
+                let akey = |field: &str| key(&format!("agents[{j}].{field}"));
+                check_id(&a.id).map_err(|m| invalid(akey("id"), m))?;
+                if !agent_ids.insert(a.id.as_str()) {
+                    return Err(invalid(
+                        akey("id"),
+                        format!("duplicate agent id {:?}", a.id),
+                    ));
+                }
+                for (k, e) in a.emails.iter().enumerate() {
+                    check_email(e).map_err(|m| invalid(akey(&format!("emails[{k}]")), m))?;
+                    if let Some(other) = agent_emails.insert(e, &a.id) {
+                        return Err(invalid(
+                            akey(&format!("emails[{k}]")),
+                            format!("{e} already belongs to agent {other:?}"),
+                        ));
+                    }
+                }
+            }
+            if !agent_ids.contains(b.default_owner.as_str()) {
+                return Err(invalid(
+                    key("default_owner"),
+                    format!(
+                        "{:?} is not one of this brokerage's agents",
+                        b.default_owner
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn brokerage(&self, id: &str) -> Option<&BrokerageConfig> {
+        self.brokerages.iter().find(|b| b.id == id)
+    }
+
+    /// The configuration as TOML with secrets replaced, for `check-config`.
+    pub fn to_redacted_toml(&self) -> Result<String, ConfigError> {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&shown.database.url);
+        toml::to_string_pretty(&shown).map_err(|e| ConfigError::Syntax(e.to_string()))
+    }
+}
+
+/// Hides the password part of a `scheme://user:password@host` URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:REDACTED@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} is not a valid id (1-64 characters of a-z, 0-9, '-' and '_')"
+        ))
+    }
+}
+
+fn check_email(addr: &str) -> Result<(), String> {
+    match addr.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && domain.contains('.') => Ok(()),
+        _ => Err(format!("{addr:?} is not an email address")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[brokerages]]
+id = "acme"
+name = "Acme"
+lead_addresses = ["Leads@AcmeRealty.example"]
+default_owner = "amy"
+  [[brokerages.agents]]
+  id = "amy"
+  name = "Amy"
+  emails = ["amy@acmerealty.example"]
+  role = "admin"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::from_sources(Some(text), &[])
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn loads_and_normalizes() {
+        let cfg = Config::from_sources(Some(GOOD), &[]).unwrap();
+        assert_eq!(
+            cfg.brokerages[0].lead_addresses,
+            ["leads@acmerealty.example"]
+        );
+        assert_eq!(cfg.database.url, "sqlite://data/leadmail.db");
+        assert_eq!(cfg.brokerages[0].agents[0].role, Role::Admin);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let env = vec![(
+            "LEADMAIL__DATABASE__URL".to_string(),
+            "sqlite:///tmp/x.db".to_string(),
+        )];
+        let cfg = Config::from_sources(Some(GOOD), &env).unwrap();
+        assert_eq!(cfg.database.url, "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[database]\nurll = \"sqlite://x\"\n");
+        assert!(e.contains("urll"), "{e}");
+    }
+
+    #[test]
+    fn bad_role_is_named() {
+        let e = err(&GOOD.replace("\"admin\"", "\"boss\""));
+        assert!(e.contains("role") || e.contains("boss"), "{e}");
+    }
+
+    #[test]
+    fn default_owner_must_be_an_agent() {
+        let e = err(&GOOD.replace("default_owner = \"amy\"", "default_owner = \"zed\""));
+        assert!(e.contains("brokerages[0].default_owner"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_agent_email_is_refused() {
+        let text = format!(
+            "{GOOD}\n  [[brokerages.agents]]\n  id = \"bob\"\n  name = \"Bob\"\n  emails = [\"AMY@acmerealty.example\"]\n"
+        );
+        let e = err(&text);
+        assert!(e.contains("brokerages[0].agents[1].emails[0]"), "{e}");
+    }
+
+    #[test]
+    fn redacts_url_password() {
+        assert_eq!(
+            redact_url("postgres://lead:hunter2@db/leads"),
+            "postgres://lead:REDACTED@db/leads"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

@@ -1,0 +1,141 @@
+//! The data that flows between stages: what the parser makes of one message.
+//!
+//! These are plain types with no behaviour beyond serialization. `ParsedMessage`
+//! is the parser's whole answer; its JSON form (`ParseReport`) is the contract
+//! printed by `leadmail parse`.
+
+use serde::{Deserialize, Serialize};
+
+/// What the parser concluded about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The message carries a lead with at least one way to reach the person.
+    Lead,
+    /// The message is not a lead by nature (auto-reply, bounce, our own notification...).
+    Ignored,
+    /// The message looked like it could be a lead but no contact data was found.
+    Unparseable,
+}
+
+/// Buyer, seller or renter, when the message says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeadType {
+    Buyer,
+    Seller,
+    Renter,
+}
+
+impl LeadType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadType::Buyer => "buyer",
+            LeadType::Seller => "seller",
+            LeadType::Renter => "renter",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LeadType> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "buyer" | "buy" | "buying" => Some(LeadType::Buyer),
+            "seller" | "sell" | "selling" => Some(LeadType::Seller),
+            "renter" | "rent" | "renting" | "rental" | "tenant" => Some(LeadType::Renter),
+            _ => None,
+        }
+    }
+}
+
+/// How to reach the person who inquired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: Option<String>,
+    /// Lower-cased address.
+    pub email: Option<String>,
+    /// E.164, e.g. `+15550104127`.
+    pub phone: Option<String>,
+}
+
+impl Contact {
+    /// A contact is reachable when it has an email or a phone; a bare name is not enough.
+    pub fn is_reachable(&self) -> bool {
+        self.email.is_some() || self.phone.is_some()
+    }
+}
+
+/// The property the person asked about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Property {
+    pub address: Option<String>,
+    pub mls_number: Option<String>,
+    /// Whole dollars.
+    pub price: Option<i64>,
+    pub url: Option<String>,
+}
+
+/// The agent a lead names as its recipient (e.g. "Assigned Agent:" or Lead Metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHint {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Envelope facts the later stages need but that are not part of the lead itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Outer From address, lower-cased.
+    pub from: Option<String>,
+    /// To, Cc, Delivered-To and X-Original-To addresses, lower-cased, in that order.
+    pub recipients: Vec<String>,
+}
+
+/// The parser's full answer for one message. Pure data, no I/O behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedMessage {
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub source: String,
+    pub lead_type: Option<LeadType>,
+    pub contact: Contact,
+    pub property: Property,
+    pub message: Option<String>,
+    pub forwarded_by: Option<String>,
+    pub agent_hint: Option<AgentHint>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub envelope: Envelope,
+}
+
+/// The JSON contract of `leadmail parse` (field order and names are part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParseReport {
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub source: String,
+    pub lead_type: Option<LeadType>,
+    pub contact: Contact,
+    pub property: Property,
+    pub message: Option<String>,
+    pub forwarded_by: Option<String>,
+    pub agent_hint: Option<AgentHint>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl From<&ParsedMessage> for ParseReport {
+    fn from(p: &ParsedMessage) -> Self {
+        ParseReport {
+            verdict: p.verdict,
+            reason: p.reason.clone(),
+            source: p.source.clone(),
+            lead_type: p.lead_type,
+            contact: p.contact.clone(),
+            property: p.property.clone(),
+            message: p.message.clone(),
+            forwarded_by: p.forwarded_by.clone(),
+            agent_hint: p.agent_hint.clone(),
+            message_id: p.message_id.clone(),
+            subject: p.subject.clone(),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! leadmail turns lead emails into routed, stored leads for real-estate
+//! brokerages. The library is the pipeline `source -> parse -> route ->
+//! store`; the binary (`src/main.rs`) is a thin command-line edge over it.
+//! See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod lead;
+pub mod parse;
+pub mod pipeline;
+pub mod route;
+pub mod source;
+pub mod store;

@@ -1,0 +1,409 @@
+//! The `leadmail` command line: argument parsing, output formatting and exit
+//! codes. All behaviour lives in the library; this file only wires it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use leadmail::config::Config;
+use leadmail::lead::ParseReport;
+use leadmail::parse::{self, ParseOptions};
+use leadmail::pipeline::{IngestReport, Pipeline};
+use leadmail::source::file;
+use leadmail::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "leadmail",
+    version,
+    about = "Turns lead emails into routed, stored leads for real-estate brokerages."
+)]
+struct Cli {
+    /// Configuration file (default: $LEADMAIL_CONFIG, else config/leadmail.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse one message and print what it holds as one JSON object.
+    Parse {
+        /// A message file, or - for standard input.
+        input: PathBuf,
+    },
+    /// Parse, route and store messages: files, directories of *.eml, or - for stdin.
+    Ingest {
+        /// Treat every message as sent to this brokerage (by id).
+        #[arg(long, value_name = "ID")]
+        brokerage: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(required = true, value_name = "FILE|DIR|-")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Inspect stored leads.
+    Leads {
+        #[command(subcommand)]
+        command: LeadsCommand,
+    },
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Create or upgrade the database schema.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum LeadsCommand {
+    /// List stored leads.
+    List {
+        #[arg(long, value_name = "ID")]
+        brokerage: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Show one lead with its owner, user, history and routing trace.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("leadmail: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("leadmail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Parse { input } => cmd_parse(cli.config.as_deref(), &input),
+        Command::CheckConfig => {
+            let config = Config::load(cli.config.as_deref())?;
+            print!("{}", config.to_redacted_toml()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = Store::open(&config.database.url).await?;
+            store.sync_directory(&config.brokerages).await?;
+            store.close().await;
+            println!(
+                "database is up to date: {}",
+                leadmail::config::redact_url(&config.database.url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            brokerage,
+            format,
+            inputs,
+        } => cmd_ingest(cli.config.as_deref(), brokerage.as_deref(), format, &inputs).await,
+        Command::Leads { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = Store::open(&config.database.url).await?;
+            let code = match command {
+                LeadsCommand::List { brokerage, format } => {
+                    let leads = store.list_leads(brokerage.as_deref()).await?;
+                    match format {
+                        Format::Json => {
+                            for l in &leads {
+                                println!("{}", serde_json::to_string(l)?);
+                            }
+                        }
+                        Format::Table => print_lead_table(&leads),
+                    }
+                    ExitCode::SUCCESS
+                }
+                LeadsCommand::Show { id, format } => {
+                    let Some(lead) = store.lead(id).await? else {
+                        bail!("no lead with id {id}");
+                    };
+                    let history = store.lead_history(id).await?;
+                    let trace = store.lead_trace(id).await?;
+                    let mut value = serde_json::to_value(&lead)?;
+                    value["history"] = serde_json::to_value(&history)?;
+                    value["trace"] = trace.unwrap_or(serde_json::Value::Null);
+                    match format {
+                        Format::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+                        Format::Table => print_lead_detail(&lead, &history),
+                    }
+                    ExitCode::SUCCESS
+                }
+            };
+            store.close().await;
+            Ok(code)
+        }
+    }
+}
+
+fn cmd_parse(config: Option<&std::path::Path>, input: &std::path::Path) -> Result<ExitCode> {
+    // The configuration only supplies the phone region; parsing works without one.
+    let options = match Config::load(config) {
+        Ok(c) => ParseOptions {
+            default_region: c.parse.default_region.parse().unwrap_or(phonenumber_us()),
+        },
+        Err(_) if config.is_none() => ParseOptions::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let inputs = file::expand(&[input.to_path_buf()])?;
+    let Some(first) = inputs.first() else {
+        bail!("{} holds no .eml files", input.display());
+    };
+    let raw = file::read(first)?;
+    let parsed = parse::parse(&raw.bytes, &options);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&ParseReport::from(&parsed))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn phonenumber_us() -> phonenumber::country::Id {
+    phonenumber::country::Id::US
+}
+
+async fn cmd_ingest(
+    config: Option<&std::path::Path>,
+    brokerage: Option<&str>,
+    format: Format,
+    inputs: &[PathBuf],
+) -> Result<ExitCode> {
+    let config = Config::load(config)?;
+    if let Some(id) = brokerage
+        && config.brokerage(id).is_none()
+    {
+        bail!("--brokerage {id}: no such brokerage in the configuration");
+    }
+    let store = Store::open(&config.database.url).await.with_context(|| {
+        format!(
+            "opening {}",
+            leadmail::config::redact_url(&config.database.url)
+        )
+    })?;
+    store.sync_directory(&config.brokerages).await?;
+    let pipeline = Pipeline::new(config, store);
+    let inputs = file::expand(inputs)?;
+    let mut failures = 0usize;
+    let mut reports = Vec::new();
+    let stdout = std::io::stdout();
+    for input in &inputs {
+        let raw = match file::read(input) {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("leadmail: {e}");
+                failures += 1;
+                continue;
+            }
+        };
+        let report = pipeline.ingest(&raw, brokerage).await?;
+        if format == Format::Json {
+            let mut out = stdout.lock();
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        }
+        reports.push(report);
+    }
+    if format == Format::Table {
+        print_ingest_table(&reports);
+    }
+    pipeline.store().close().await;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn print_ingest_table(reports: &[IngestReport]) {
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let input = std::path::Path::new(&r.input)
+                .file_name()
+                .map_or(r.input.clone(), |n| n.to_string_lossy().into_owned());
+            let (kind, owner, user, why) = match &r.routing {
+                Some(d) => (
+                    d.kind.as_str().to_string(),
+                    d.owner.clone(),
+                    d.user.clone(),
+                    d.reason.clone(),
+                ),
+                None => (
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    r.reason.clone().unwrap_or_default(),
+                ),
+            };
+            vec![
+                input,
+                r.outcome.as_str().to_string(),
+                r.lead_id.map(|i| i.to_string()).unwrap_or_default(),
+                r.source.clone().unwrap_or_default(),
+                kind,
+                owner,
+                user,
+                why,
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "INPUT", "OUTCOME", "LEAD", "SOURCE", "KIND", "OWNER", "USER", "WHY",
+        ],
+        &rows,
+    );
+    let count = |o: &str| reports.iter().filter(|r| r.outcome.as_str() == o).count();
+    println!(
+        "\n{} messages: {} created, {} duplicate, {} ignored, {} quarantined",
+        reports.len(),
+        count("created"),
+        count("duplicate"),
+        count("ignored"),
+        count("quarantined")
+    );
+}
+
+fn print_lead_table(leads: &[leadmail::store::LeadRecord]) {
+    let rows: Vec<Vec<String>> = leads
+        .iter()
+        .map(|l| {
+            vec![
+                l.id.to_string(),
+                l.brokerage.clone(),
+                l.created_at.clone(),
+                l.source.clone(),
+                l.kind.clone(),
+                l.owner.clone(),
+                l.user.clone(),
+                l.contact.name.clone().unwrap_or_default(),
+                l.property.address.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "BROKERAGE",
+            "CREATED",
+            "SOURCE",
+            "KIND",
+            "OWNER",
+            "USER",
+            "CONTACT",
+            "PROPERTY",
+        ],
+        &rows,
+    );
+}
+
+fn print_lead_detail(l: &leadmail::store::LeadRecord, history: &[leadmail::store::LeadEvent]) {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+    println!("Lead {} ({}, {})", l.id, l.brokerage, l.created_at);
+    println!("  owner:    {}", l.owner);
+    println!("  user:     {}", l.user);
+    println!("  kind:     {} ({})", l.kind, l.reason);
+    println!("  source:   {}", l.source);
+    println!("  name:     {}", opt(&l.contact.name));
+    println!("  email:    {}", opt(&l.contact.email));
+    println!("  phone:    {}", opt(&l.contact.phone));
+    println!("  property: {}", opt(&l.property.address));
+    println!("  mls:      {}", opt(&l.property.mls_number));
+    println!(
+        "  price:    {}",
+        l.property
+            .price
+            .map_or("-".to_string(), |p| format!("${p}"))
+    );
+    println!("  message:  {}", opt(&l.message));
+    println!("History:");
+    for e in history {
+        println!(
+            "  {}  {:<14} by {}{}{}",
+            e.at,
+            e.kind,
+            e.actor,
+            e.to.as_ref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default(),
+            e.note
+                .as_ref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! The pipeline: one raw message through parse -> route -> store.
+//!
+//! This is the only place that knows the order of the stages. Parsing and
+//! routing are pure; the store transaction brackets the routing decision so
+//! that dedupe, the round-robin cursor and the inserts commit together or not
+//! at all. Every message ends with exactly one stored outcome: nothing is
+//! dropped, and a message seen before is reported as a duplicate.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{BrokerageConfig, Config};
+use crate::lead::{ParsedMessage, Verdict};
+use crate::parse::{self, ParseOptions};
+use crate::route::{self, Directory, RoutingDecision};
+use crate::source::RawMessage;
+use crate::store::{NewLead, NewMessage, Store, StoreError};
+
+/// What became of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Duplicate,
+    Ignored,
+    Quarantined,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// The routing part of an ingest report (the contract of `ingest --format json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutingSummary {
+    pub kind: route::RouteKind,
+    pub owner: String,
+    pub user: String,
+    pub rule: Option<String>,
+    pub reason: String,
+}
+
+impl From<&RoutingDecision> for RoutingSummary {
+    fn from(d: &RoutingDecision) -> Self {
+        RoutingSummary {
+            kind: d.kind,
+            owner: d.owner.clone(),
+            user: d.user.clone(),
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+        }
+    }
+}
+
+/// One line of `ingest` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub input: String,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub brokerage: Option<String>,
+    pub lead_id: Option<i64>,
+    pub routing: Option<RoutingSummary>,
+    /// The parse result, for people-facing output; not part of the JSON contract.
+    #[serde(skip)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs messages through the stages against one configuration and store.
+pub struct Pipeline {
+    config: Config,
+    store: Store,
+    options: ParseOptions,
+}
+
+impl Pipeline {
+    pub fn new(config: Config, store: Store) -> Pipeline {
+        let options = ParseOptions {
+            default_region: config
+                .parse
+                .default_region
+                .parse()
+                .unwrap_or(phonenumber::country::Id::US),
+        };
+        Pipeline {
+            config,
+            store,
+            options,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Parses, routes and stores one message. `brokerage` forces the brokerage
+    /// (e.g. the inbox it was read from); otherwise the recipients decide.
+    pub async fn ingest(
+        &self,
+        raw: &RawMessage,
+        brokerage: Option<&str>,
+    ) -> Result<IngestReport, PipelineError> {
+        let parsed = parse::parse(&raw.bytes, &self.options);
+        let brokerage = match brokerage {
+            Some(id) => self.config.brokerage(id),
+            None => find_brokerage(&self.config.brokerages, &parsed.envelope.recipients),
+        };
+        let sha256 = hex(&Sha256::digest(&raw.bytes));
+        let dedupe_key = match &parsed.message_id {
+            Some(id) => format!("mid:{id}"),
+            None => format!("sha256:{sha256}"),
+        };
+        let brokerage_key = brokerage.map_or("", |b| b.id.as_str());
+
+        let (outcome, reason) = match (brokerage, parsed.verdict) {
+            (None, _) => (
+                Outcome::Quarantined,
+                Some(
+                    "no brokerage: none of the recipients is a configured lead address".to_string(),
+                ),
+            ),
+            (Some(_), Verdict::Lead) => (Outcome::Created, None),
+            (Some(_), Verdict::Ignored) => (Outcome::Ignored, parsed.reason.clone()),
+            (Some(_), Verdict::Unparseable) => (Outcome::Quarantined, parsed.reason.clone()),
+        };
+
+        let mut tx = self.store.begin().await?;
+        if let Some(existing) = tx.existing_message(brokerage_key, &dedupe_key).await? {
+            drop(tx);
+            tracing::info!(
+                message = "Message already processed.",
+                origin = %raw.origin,
+                earlier = %existing.outcome,
+                lead_id = existing.lead_id
+            );
+            return Ok(IngestReport {
+                input: raw.origin.clone(),
+                outcome: Outcome::Duplicate,
+                reason: Some(match existing.lead_id {
+                    Some(id) => format!("already processed: lead {id}"),
+                    None => format!("already processed: {}", existing.outcome),
+                }),
+                brokerage: brokerage.map(|b| b.id.clone()),
+                lead_id: existing.lead_id,
+                routing: None,
+                source: Some(parsed.source.clone()),
+            });
+        }
+        let message_row = tx
+            .insert_message(&NewMessage {
+                brokerage_key,
+                dedupe_key: &dedupe_key,
+                sha256: &sha256,
+                message_id: parsed.message_id.as_deref(),
+                origin: &raw.origin,
+                outcome: outcome.as_str(),
+                reason: reason.as_deref(),
+                raw: &raw.bytes,
+            })
+            .await?;
+
+        let mut lead_id = None;
+        let mut routing = None;
+        if let (Outcome::Created, Some(b)) = (outcome, brokerage) {
+            let (id, decision) = self.create_lead(&mut tx, b, message_row, &parsed).await?;
+            lead_id = Some(id);
+            routing = Some(RoutingSummary::from(&decision));
+        }
+        tx.commit().await?;
+        tracing::info!(
+            message = "Message processed.",
+            origin = %raw.origin,
+            outcome = outcome.as_str(),
+            brokerage = brokerage_key,
+            source = %parsed.source,
+            lead_id
+        );
+        Ok(IngestReport {
+            input: raw.origin.clone(),
+            outcome,
+            reason,
+            brokerage: brokerage.map(|b| b.id.clone()),
+            lead_id,
+            routing,
+            source: Some(parsed.source),
+        })
+    }
+
+    async fn create_lead(
+        &self,
+        tx: &mut crate::store::StoreTx,
+        brokerage: &BrokerageConfig,
+        message_row: i64,
+        parsed: &ParsedMessage,
+    ) -> Result<(i64, RoutingDecision), PipelineError> {
+        let directory = Directory::from_config(brokerage);
+        let cursor = tx.cursor(&brokerage.id, route::GENERAL_POOL).await?;
+        let decision = route::route(parsed, &directory, cursor);
+        if let Some(c) = &decision.cursor {
+            tx.set_cursor(&brokerage.id, &c.pool, c.after).await?;
+        }
+        let id = tx
+            .insert_lead(&NewLead {
+                brokerage_id: &brokerage.id,
+                message_row,
+                lead: parsed,
+                decision: &decision,
+            })
+            .await?;
+        Ok((id, decision))
+    }
+}
+
+/// The brokerage whose lead address is among the recipients. Plus-addressing
+/// (`leads+zillow@...`) matches the base address.
+pub fn find_brokerage<'a>(
+    brokerages: &'a [BrokerageConfig],
+    recipients: &[String],
+) -> Option<&'a BrokerageConfig> {
+    recipients.iter().find_map(|r| {
+        let base = strip_plus_tag(r);
+        brokerages
+            .iter()
+            .find(|b| b.lead_addresses.iter().any(|a| *a == *r || *a == base))
+    })
+}
+
+/// `local+tag@domain` -> `local@domain`.
+pub fn strip_plus_tag(addr: &str) -> String {
+    match addr.split_once('@') {
+        Some((local, domain)) => {
+            let local = local.split('+').next().unwrap_or(local);
+            format!("{local}@{domain}")
+        }
+        None => addr.to_string(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plus_tags_are_stripped() {
+        assert_eq!(
+            strip_plus_tag("leads+zillow@acme.example"),
+            "leads@acme.example"
+        );
+        assert_eq!(strip_plus_tag("leads@acme.example"), "leads@acme.example");
+    }
+}
