@@ -189,9 +189,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 fn cmd_parse(config: Option<&std::path::Path>, input: &std::path::Path) -> Result<ExitCode> {
     // The configuration only supplies the phone region; parsing works without one.
     let options = match Config::load(config) {
-        Ok(c) => ParseOptions {
-            default_region: c.parse.default_region.parse().unwrap_or(phonenumber_us()),
-        },
+        Ok(c) => ParseOptions::from_config(&c.parse),
         Err(_) if config.is_none() => ParseOptions::default(),
         Err(e) => return Err(e.into()),
     };
@@ -206,10 +204,6 @@ fn cmd_parse(config: Option<&std::path::Path>, input: &std::path::Path) -> Resul
         serde_json::to_string_pretty(&ParseReport::from(&parsed))?
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn phonenumber_us() -> phonenumber::country::Id {
-    phonenumber::country::Id::US
 }
 
 async fn cmd_ingest(

@@ -88,13 +88,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: Config, store: Store) -> Pipeline {
-        let options = ParseOptions {
-            default_region: config
-                .parse
-                .default_region
-                .parse()
-                .unwrap_or(phonenumber::country::Id::US),
-        };
+        let options = ParseOptions::from_config(&config.parse);
         Pipeline {
             config,
             store,

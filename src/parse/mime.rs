@@ -127,7 +127,7 @@ impl Mail {
                 .reply_to()
                 .and_then(|a| address_list(a).into_iter().next()),
             recipients,
-            subject: message.subject().map(|s| collapse_ws(s)),
+            subject: message.subject().map(collapse_ws),
             message_id: message.message_id().map(|s| s.trim().to_string()),
             headers,
             content_type,

@@ -31,6 +31,19 @@ pub struct ParseOptions {
     pub default_region: phonenumber::country::Id,
 }
 
+impl ParseOptions {
+    /// Options from the `[parse]` configuration (validated at load time; an
+    /// unknown region there falls back to the default rather than failing here).
+    pub fn from_config(c: &crate::config::ParseConfig) -> ParseOptions {
+        ParseOptions {
+            default_region: c
+                .default_region
+                .parse()
+                .unwrap_or(phonenumber::country::Id::US),
+        }
+    }
+}
+
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions {

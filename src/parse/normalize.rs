@@ -32,10 +32,10 @@ pub fn phone(raw: &str, region: country::Id) -> Option<String> {
 fn strip_extension(raw: &str) -> &str {
     let lower = raw.to_ascii_lowercase();
     for marker in ["extension", "ext.", "ext", " x", "#"] {
-        if let Some(pos) = lower.find(marker) {
-            if pos > 0 {
-                return raw[..pos].trim();
-            }
+        if let Some(pos) = lower.find(marker)
+            && pos > 0
+        {
+            return raw[..pos].trim();
         }
     }
     raw.trim()
@@ -122,7 +122,7 @@ pub fn price(raw: &str) -> Option<i64> {
     };
     let value: f64 = number.parse().ok()?;
     let dollars = (value * multiplier).round();
-    (dollars >= 1.0 && dollars < 1e12).then_some(dollars as i64)
+    (1.0..1e12).contains(&dollars).then_some(dollars as i64)
 }
 
 /// Joins a multi-line postal address into one line: "12 Oak St, Ann Arbor, MI 48103".

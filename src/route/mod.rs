@@ -47,9 +47,7 @@ impl Directory {
     /// The agent who sends from `email` (compared case-insensitively).
     pub fn agent_by_email(&self, email: &str) -> Option<&Agent> {
         let email = email.to_ascii_lowercase();
-        self.agents
-            .iter()
-            .find(|a| a.emails.iter().any(|e| *e == email))
+        self.agents.iter().find(|a| a.emails.contains(&email))
     }
 
     /// The general round-robin pool: every agent with role "agent", in configuration order.

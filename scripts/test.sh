@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test leadmail has: formatting, lints, unit, golden and end-to-end
+# tests. Installs what the tests need when it is missing (Debian, as root).
+# Usage: scripts/test.sh            (from anywhere in the repository)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- prerequisites -----------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "scripts/test.sh: cargo not found; install the Rust toolchain (https://rustup.rs)" >&2
+    exit 2
+fi
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^${component}" \
+            || rustup component add "$component"
+    done
+fi
+
+# --- checks --------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "cargo test"
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+set +e
+cargo test --all-targets --locked 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i+1) ~ /^passed/) p += $i
+            if ($(i+1) ~ /^failed/) f += $i
+        }
+     }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"
