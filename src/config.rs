@@ -186,7 +186,7 @@ impl Config {
             .map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let mut cfg: Config = raw
             .try_deserialize()
-            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
+            .map_err(|e| ConfigError::Syntax(dotted_key_paths(&e.to_string())))?;
         cfg.normalize();
         cfg.validate()?;
         Ok(cfg)
@@ -300,6 +300,20 @@ impl Config {
     }
 }
 
+/// The config crate writes nested keys as `brokerages[0]agents[1]role`;
+/// people (and our own messages) write `brokerages[0].agents[1].role`.
+fn dotted_key_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            out.push('.');
+        }
+    }
+    out
+}
+
 /// Hides the password part of a `scheme://user:password@host` URL.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -389,7 +403,13 @@ default_owner = "amy"
     #[test]
     fn bad_role_is_named() {
         let e = err(&GOOD.replace("\"admin\"", "\"boss\""));
-        assert!(e.contains("role") || e.contains("boss"), "{e}");
+        assert!(e.contains("brokerages[0].agents[0].role"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = err(&GOOD.replace("id = \"acme\"", ""));
+        assert!(e.contains("brokerages[0].id"), "{e}");
     }
 
     #[test]
