@@ -37,6 +37,8 @@ pub struct Mail {
     pub html: Option<String>,
     /// Attached `message/rfc822` parts, already parsed.
     pub attached: Vec<Mail>,
+    /// XML parts and attachments (`text/xml`, `application/xml`, `*.xml`), as text.
+    pub xml: Vec<String>,
 }
 
 impl Mail {
@@ -119,7 +121,32 @@ impl Mail {
             Vec::new()
         };
 
+        let xml = message
+            .parts
+            .iter()
+            .filter(|p| {
+                let subtype = p
+                    .content_type()
+                    .and_then(|ct| ct.subtype())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                subtype == "xml"
+                    || subtype.ends_with("+xml")
+                    || p.attachment_name()
+                        .is_some_and(|n| n.to_ascii_lowercase().ends_with(".xml"))
+            })
+            .filter_map(|p| match &p.body {
+                PartType::Text(t) => Some(t.to_string()),
+                PartType::Binary(b) | PartType::InlineBinary(b) => {
+                    Some(String::from_utf8_lossy(b).into_owned())
+                }
+                _ => None,
+            })
+            .take(4)
+            .collect();
+
         Mail {
+            xml,
             from: message
                 .from()
                 .and_then(|a| address_list(a).into_iter().next()),
@@ -144,6 +171,15 @@ impl Mail {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim())
+    }
+
+    /// XML documents of this message and of any forwarded message inside it.
+    pub fn xml_documents(&self) -> Vec<String> {
+        let mut docs = self.xml.clone();
+        for inner in &self.attached {
+            docs.extend(inner.xml_documents());
+        }
+        docs
     }
 
     pub fn has_header(&self, name: &str) -> bool {

@@ -1,0 +1,297 @@
+//! The generic extractor: labelled fields ("Email:", "Phone#:", label above
+//! value, table cells), free-text emails and phones, `tel:`/`sms:` links and
+//! `phone=` query parameters, a street address in the subject, and a person's
+//! own email body as their message. It reads every message; source parsers
+//! and metadata take precedence where they have a value.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::extracted::{Context, Extracted};
+use super::fields::{self, Field, Labeled};
+use super::{ParseOptions, normalize, sources};
+use crate::lead::LeadType;
+
+/// Local parts that mark an address as a system sender, never a person.
+pub fn is_system_address(addr: &str) -> bool {
+    let (local, domain) = addr.split_once('@').unwrap_or((addr, ""));
+    let local = local.to_ascii_lowercase();
+    let system = [
+        "noreply",
+        "no-reply",
+        "no_reply",
+        "donotreply",
+        "do-not-reply",
+        "do_not_reply",
+        "mailer-daemon",
+        "postmaster",
+        "notifications",
+        "notification",
+        "notify",
+        "alerts",
+        "support",
+        "leads",
+        "lead",
+        "info",
+        "bounce",
+        "bounces",
+        "wordpress",
+        "webmaster",
+    ];
+    system
+        .iter()
+        .any(|s| local == *s || local.starts_with(&format!("{s}+")))
+        || local.starts_with("noreply")
+        || local.starts_with("no-reply")
+        || sources::is_source_domain(domain) && !domain.starts_with("convo.")
+}
+
+/// Reads a lead from labelled fields and free text, whatever sent it.
+/// `known_source` says whether a source parser claimed the message (then
+/// the sender is a system, and the body is not the person's own words).
+pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
+    let body = ctx;
+    let opts = ctx.options;
+    let decoys = ctx.decoys;
+    let labels = fields::scan_labels(body.text);
+    let label = |f: Field| fields::first(&labels, f);
+    let acceptable = |addr: &str| !decoys.iter().any(|d| d == addr) && !is_system_address(addr);
+
+    // A sender who is a person (not a portal, form mailer or the forwarder) is the lead.
+    let personal_sender = body
+        .from
+        .filter(|f| f.email.as_deref().is_some_and(acceptable));
+    let personal_reply_to = body
+        .reply_to
+        .filter(|f| f.email.as_deref().is_some_and(acceptable));
+
+    let email = label(Field::Email)
+        .and_then(|v| fields::find_emails(v).into_iter().find(|e| acceptable(e)))
+        .or_else(|| personal_reply_to.and_then(|m| m.email.clone()))
+        .or_else(|| personal_sender.and_then(|m| m.email.clone()))
+        .or_else(|| {
+            fields::find_emails(body.text)
+                .into_iter()
+                .find(|e| acceptable(e) && !in_unsubscribe_context(body.text, e))
+        });
+
+    let name = label(Field::Name)
+        .and_then(normalize::name)
+        .or_else(|| normalize::full_name(label(Field::FirstName), label(Field::LastName)))
+        .or_else(|| {
+            // The display name belongs to the lead only when the address is theirs.
+            [personal_reply_to, personal_sender]
+                .into_iter()
+                .flatten()
+                .find(|m| m.email.is_some() && m.email == email)
+                .and_then(|m| m.name.as_deref())
+                .and_then(normalize::name)
+        });
+
+    let phone = phone_from_labels(&labels, opts)
+        .or_else(|| phone_from_links(body.html, opts))
+        .or_else(|| {
+            fields::find_phone_candidates(body.text)
+                .into_iter()
+                .find_map(|c| normalize::phone(c, opts.default_region))
+        });
+
+    let street = label(Field::Address).and_then(normalize::address);
+    let locality = [label(Field::City), label(Field::State), label(Field::Zip)]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let address = match (street, locality.is_empty()) {
+        (Some(s), false) if !s.contains(&locality) => Some(format!("{s}, {locality}")),
+        (s, _) => s,
+    }
+    .or_else(|| body.subject.and_then(street_address_in));
+    let mls_number = label(Field::Mls)
+        .and_then(normalize::mls_number)
+        .or_else(|| mls_in_text(body.text));
+    let price = label(Field::Price).and_then(normalize::price);
+    let url = label(Field::Url).and_then(|v| fields::find_urls(v).first().map(|u| u.to_string()));
+    // A person writing in their own words: the body is the message.
+    let message = label(Field::Message)
+        .map(str::to_string)
+        .or_else(|| {
+            let wrote_it_themselves =
+                !known_source && personal_sender.is_some_and(|s| s.email == email);
+            wrote_it_themselves.then(|| without_signature(body.text))
+        })
+        .map(|m| clean_message(&m))
+        .filter(|m| !m.is_empty());
+    let lead_type = label(Field::LeadType).and_then(LeadType::parse);
+
+    let agent_name = label(Field::AgentName).and_then(|v| {
+        let v = v.split(['<', '[', '(']).next().unwrap_or(v);
+        normalize::name(v)
+    });
+    let agent_email = label(Field::AgentEmail)
+        .or(label(Field::AgentName))
+        .and_then(|v| fields::find_emails(v).into_iter().next());
+    Extracted {
+        source: None,
+        lead_type,
+        name,
+        email,
+        phone,
+        address,
+        mls_number,
+        price,
+        url,
+        message,
+        agent_name,
+        agent_email,
+    }
+}
+
+/// Trims a message and the quotes portals wrap around it.
+pub fn clean_message(m: &str) -> String {
+    let t = m.trim();
+    let unquoted = t
+        .strip_prefix(['"', '\u{201c}'])
+        .and_then(|r| r.strip_suffix(['"', '\u{201d}']))
+        .unwrap_or(t);
+    unquoted.trim().to_string()
+}
+
+/// The text above the conventional "-- " signature separator.
+fn without_signature(text: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.trim_end() == "--" {
+            break;
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+static STREET_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?x)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z0-9][A-Za-z0-9.'\-]*\s+){1,4}?
+          (?:St|Street|Ave|Avenue|Rd|Road|Ln|Lane|Dr|Drive|Ct|Court|Blvd|Boulevard|Way|Pl|Place
+            |Ter|Terrace|Cir|Circle|Pkwy|Parkway|Hwy|Highway|Trl|Trail|Loop|Sq|Square)\b\.?
+          (?:,\s*[A-Z][A-Za-z .]+,\s*[A-Z]{2}(?:\s+\d{5}(?:-\d{4})?)?)?",
+    )
+    .expect("static regex")
+});
+
+/// A street address written in a line of text ("Question about 19 Elm St").
+fn street_address_in(text: &str) -> Option<String> {
+    STREET_ADDRESS.find(text).map(|m| m.as_str().to_string())
+}
+
+fn phone_from_labels(labels: &[Labeled], opts: &ParseOptions) -> Option<String> {
+    labels
+        .iter()
+        .filter(|l| l.field == Field::Phone)
+        .find_map(|l| normalize::phone(&l.value, opts.default_region))
+}
+
+/// Phones in `tel:`/`sms:` links, or in a `phone=` query parameter.
+fn phone_from_links(html: Option<&str>, opts: &ParseOptions) -> Option<String> {
+    fields::html_links(html?).into_iter().find_map(|link| {
+        let lower = link.to_ascii_lowercase();
+        let candidate =
+            if let Some(rest) = lower.strip_prefix("tel:").or(lower.strip_prefix("sms:")) {
+                rest.split(['?', ';']).next().map(str::to_string)
+            } else {
+                link.split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix("phone="))
+                    .map(percent_decode)
+            }?;
+        normalize::phone(&candidate, opts.default_region)
+    })
+}
+
+/// Decodes `%XX` escapes and `+` as space; invalid escapes are kept as written.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push(hi << 4 | lo);
+                        i += 3;
+                    }
+                    _ => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn in_unsubscribe_context(text: &str, email: &str) -> bool {
+    text.lines()
+        .filter(|l| l.to_ascii_lowercase().contains(email))
+        .any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("unsubscribe") || l.contains("opt out") || l.contains("opt-out")
+        })
+}
+
+static MLS_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bMLS\s*(?:ID|number|no\.?)?\s*#?\s*:?\s*#?\s*([A-Z]{0,4}-?\d[A-Z0-9\-]{3,})")
+        .expect("static regex")
+});
+
+fn mls_in_text(text: &str) -> Option<String> {
+    MLS_IN_TEXT
+        .captures(text)
+        .map(|c| c[1].trim_end_matches('-').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("%28555%29%20010-4477"), "(555) 010-4477");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn mls_in_free_text() {
+        assert_eq!(mls_in_text("MLSID # 12345678").as_deref(), Some("12345678"));
+        assert_eq!(
+            mls_in_text("see MLS: AB-123456 now").as_deref(),
+            Some("AB-123456")
+        );
+        assert_eq!(mls_in_text("no number here"), None);
+    }
+
+    #[test]
+    fn system_addresses() {
+        assert!(is_system_address("noreply@site.example"));
+        assert!(is_system_address("leads@email.realtor.com"));
+        assert!(!is_system_address("x7@convo.zillow.com"));
+        assert!(!is_system_address("jane.roe@example.com"));
+    }
+}
