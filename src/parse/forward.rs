@@ -75,18 +75,61 @@ pub fn unwrap(mail: &Mail) -> Option<Forwarded> {
         return None;
     }
     let lines: Vec<String> = mail.text.lines().map(str::to_string).collect();
-    let start = lines
-        .iter()
-        .position(|l| MARKER.is_match(strip_quote(l).trim()))
-        .map(|i| i + 1)
-        .or_else(|| {
-            FORWARD_SUBJECT
+    let marker = lines.iter().enumerate().find_map(|(i, l)| {
+        let line = strip_quote(l).trim();
+        MARKER
+            .find(line)
+            .map(|m| (i, line[m.end()..].trim().to_string()))
+    });
+    let (start, same_line) = match marker {
+        Some((i, tail)) => (i + 1, tail),
+        None => {
+            let block = FORWARD_SUBJECT
                 .is_match(subject)
                 .then(|| find_header_block(&lines))
-                .flatten()
-        })?;
-    let rest: Vec<&str> = lines[start..].iter().map(|l| strip_quote(l)).collect();
+                .flatten()?;
+            (block, String::new())
+        }
+    };
+    // Yahoo runs the whole header block together on the marker's line.
+    let mut rest: Vec<String> = split_run_together_headers(&same_line);
+    rest.extend(lines[start..].iter().map(|l| strip_quote(l).to_string()));
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     Some(parse_forwarded_block(&rest))
+}
+
+/// "From: A <a@x> To: b@y Sent: Monday Subject: Hi" -> one line per field.
+fn split_run_together_headers(line: &str) -> Vec<String> {
+    if line.is_empty() {
+        return Vec::new();
+    }
+    let mut cuts = vec![0];
+    for name in [
+        "From:",
+        "To:",
+        "Cc:",
+        "Sent:",
+        "Date:",
+        "Subject:",
+        "Reply-To:",
+    ] {
+        let mut from = 0;
+        while let Some(pos) = line[from..].find(name) {
+            let at = from + pos;
+            let boundary = at == 0 || line[..at].ends_with(char::is_whitespace);
+            if boundary && at > 0 {
+                cuts.push(at);
+            }
+            from = at + name.len();
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.push(line.len());
+    cuts.windows(2)
+        .map(|w| line[w[0]..w[1]].trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Drops one level of `>` quoting (Apple Mail quotes every forwarded line).
@@ -214,6 +257,15 @@ mod tests {
     fn reply_is_not_a_forward() {
         let text = "Thanks!\n\n-----Original Message-----\nFrom: Ann\nSubject: House\n\nHi";
         assert!(unwrap(&mail("RE: House", text)).is_none());
+    }
+
+    #[test]
+    fn yahoo_headers_on_one_line() {
+        let text = "FYI\n\n----- Forwarded Message ----- From: Ann Lee <ann@example.com> To: Jane <jane@acme.example> Sent: Monday, November 2, 2026, 10:00:00 AM EST Subject: Tour request\n\nCan I see it?";
+        let f = unwrap(&mail("Fw: Tour request", text)).unwrap();
+        assert_eq!(f.from.unwrap().email.as_deref(), Some("ann@example.com"));
+        assert_eq!(f.subject.as_deref(), Some("Tour request"));
+        assert_eq!(f.text.trim(), "Can I see it?");
     }
 
     #[test]

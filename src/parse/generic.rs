@@ -38,6 +38,19 @@ pub fn is_system_address(addr: &str) -> bool {
         "bounces",
         "wordpress",
         "webmaster",
+        "forms",
+        "form",
+        "website",
+        "mailer",
+        "system",
+        "automated",
+        "robot",
+        "zapier",
+        "alert",
+        "updates",
+        "newsletter",
+        "marketing",
+        "listings",
     ];
     system
         .iter()
@@ -73,7 +86,7 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
         .or_else(|| {
             fields::find_emails(body.text)
                 .into_iter()
-                .find(|e| acceptable(e) && !in_unsubscribe_context(body.text, e))
+                .find(|e| acceptable(e) && !in_decoy_context(body.text, e))
         });
 
     let name = label(Field::Name)
@@ -87,15 +100,17 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
                 .find(|m| m.email.is_some() && m.email == email)
                 .and_then(|m| m.name.as_deref())
                 .and_then(normalize::name)
-        });
+        })
+        .or_else(|| {
+            email
+                .as_deref()
+                .and_then(|e| name_beside_email(body.text, e))
+        })
+        .or_else(|| body.subject.and_then(name_in_subject));
 
     let phone = phone_from_labels(&labels, opts)
         .or_else(|| phone_from_links(body.html, opts))
-        .or_else(|| {
-            fields::find_phone_candidates(body.text)
-                .into_iter()
-                .find_map(|c| normalize::phone(c, opts.default_region))
-        });
+        .or_else(|| phone_in_text(body.text, opts));
 
     let street = label(Field::Address).and_then(normalize::address);
     let locality = [label(Field::City), label(Field::State), label(Field::Zip)]
@@ -109,7 +124,8 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
         (Some(s), false) if !s.contains(&locality) => Some(format!("{s}, {locality}")),
         (s, _) => s,
     }
-    .or_else(|| body.subject.and_then(street_address_in));
+    .or_else(|| body.subject.and_then(street_address_in))
+    .or_else(|| address_of_interest(body.text));
     let mls_number = label(Field::Mls)
         .and_then(normalize::mls_number)
         .or_else(|| mls_in_text(body.text));
@@ -125,7 +141,9 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
         })
         .map(|m| clean_message(&m))
         .filter(|m| !m.is_empty());
-    let lead_type = label(Field::LeadType).and_then(LeadType::parse);
+    let lead_type = label(Field::LeadType)
+        .and_then(LeadType::parse)
+        .or_else(|| body.subject.and_then(lead_type_in_subject));
 
     let agent_name = label(Field::AgentName).and_then(|v| {
         let v = v.split(['<', '[', '(']).next().unwrap_or(v);
@@ -148,6 +166,146 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
         agent_name,
         agent_email,
     }
+}
+
+/// Words on a line that mark its phone numbers and addresses as someone
+/// else's: the portal, the listing office, an agent, the unsubscribe footer.
+const DECOY_WORDS: &[&str] = &[
+    "unsubscribe",
+    "opt out",
+    "opt-out",
+    "support",
+    "customer service",
+    "call us",
+    "contact us",
+    "questions?",
+    "office",
+    "fax",
+    "listed by",
+    "listing agent",
+    "listing courtesy",
+    "brokered by",
+    "agent:",
+    "broker",
+    "toll free",
+    "toll-free",
+    "privacy",
+    "copyright",
+    "\u{a9}",
+    "help center",
+];
+
+fn is_decoy_line(line: &str) -> bool {
+    let lower = line.to_lowercase();
+    DECOY_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Whether every line that mentions `needle` is a decoy line.
+fn in_decoy_context(text: &str, needle: &str) -> bool {
+    let mut mentioned = text
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains(needle))
+        .peekable();
+    mentioned.peek().is_some() && mentioned.all(is_decoy_line)
+}
+
+/// The first valid phone number in the text outside decoy lines; toll-free
+/// numbers are businesses, not people.
+fn phone_in_text(text: &str, opts: &ParseOptions) -> Option<String> {
+    text.lines()
+        .filter(|l| !is_decoy_line(l))
+        .flat_map(fields::find_phone_candidates)
+        .filter_map(|c| normalize::phone(c, opts.default_region))
+        .find(|p| !is_toll_free(p))
+}
+
+fn is_toll_free(e164: &str) -> bool {
+    ["800", "888", "877", "866", "855", "844", "833"]
+        .iter()
+        .any(|code| e164.strip_prefix("+1").is_some_and(|n| n.starts_with(code)))
+}
+
+static NAME_BEFORE_PAREN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(\p{Lu}[\p{L}'\-]+(?:\s+\p{Lu}[\p{L}'.\-]*){1,3})\s*[(<\[]\s*(?:mailto:)?$")
+        .expect("static regex")
+});
+
+static NAME_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\p{Lu}[\p{L}'\-]+(?:\s+\p{Lu}[\p{L}'.\-]*){1,3}$").expect("static regex")
+});
+
+/// A name written right before the email, inline ("Jane Roe (jane@...") or on
+/// the bare line above it (contact blocks of listing alerts and sign-in apps).
+fn name_beside_email(text: &str, email: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.to_ascii_lowercase().contains(email))?;
+    let line = lines[at];
+    let pos = line.to_ascii_lowercase().find(email)?;
+    if let Some(c) = line
+        .get(..pos)
+        .and_then(|head| NAME_BEFORE_PAREN.captures(head))
+    {
+        return normalize::name(&c[1]);
+    }
+    if line.len() <= email.len() + 2 {
+        let above = lines[..at].iter().rev().find(|l| !l.is_empty())?;
+        if NAME_LINE.is_match(above) {
+            return normalize::name(above);
+        }
+    }
+    None
+}
+
+static SUBJECT_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^(?:(?:re|fwd?|fw):\s*)*(?:new\s+)?(?:[\w.]+\s+)?(?:lead|inquiry|contact|request|message)\s*(?:from\s+)?[:\-\u{2013}]\s*([\p{L}][\p{L}.' \-]{1,60})$",
+    )
+    .expect("static regex")
+});
+
+/// "New Lead: Samantha Ortiz", "Website inquiry - Ann Lee".
+fn name_in_subject(subject: &str) -> Option<String> {
+    let c = SUBJECT_NAME.captures(subject.trim())?;
+    let candidate = c[1].trim();
+    let words = candidate.split_whitespace().count();
+    let capitalized = candidate
+        .split_whitespace()
+        .all(|w| w.chars().next().is_some_and(char::is_uppercase));
+    ((2..=4).contains(&words) && capitalized)
+        .then(|| normalize::name(candidate))
+        .flatten()
+}
+
+fn lead_type_in_subject(subject: &str) -> Option<LeadType> {
+    let s = subject.to_lowercase();
+    if s.contains("seller") || s.contains("home valuation") || s.contains("home worth") {
+        Some(LeadType::Seller)
+    } else if s.contains("rental") || s.contains("renter") || s.contains("for rent") {
+        Some(LeadType::Renter)
+    } else if s.contains("buyer") {
+        Some(LeadType::Buyer)
+    } else {
+        None
+    }
+}
+
+static ADDRESS_OF_INTEREST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:tour|see|visit|about|interested in|showing(?: of| at)?|view|viewing)\s+(\d{1,6}\s)")
+        .expect("static regex")
+});
+
+/// A street address the person says they are interested in ("wants to tour
+/// 12 Oak St"): only right after such a verb, so footers never match.
+fn address_of_interest(text: &str) -> Option<String> {
+    let m = ADDRESS_OF_INTEREST.captures(text)?.get(1)?;
+    let rest = &text[m.start()..];
+    let line = rest.lines().next().unwrap_or(rest);
+    STREET_ADDRESS
+        .find(line)
+        .filter(|a| a.start() == 0)
+        .map(|a| a.as_str().to_string())
 }
 
 /// Trims a message and the quotes portals wrap around it.
@@ -244,15 +402,6 @@ pub fn percent_decode(s: &str) -> String {
 
 fn hex_value(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
-}
-
-fn in_unsubscribe_context(text: &str, email: &str) -> bool {
-    text.lines()
-        .filter(|l| l.to_ascii_lowercase().contains(email))
-        .any(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("unsubscribe") || l.contains("opt out") || l.contains("opt-out")
-        })
 }
 
 static MLS_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {

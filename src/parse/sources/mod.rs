@@ -33,10 +33,7 @@ impl SourceParser for DomainOnly {
         self.name
     }
     fn detect(&self, ctx: &Context<'_>) -> bool {
-        ctx.from_email()
-            .and_then(|a| a.rsplit_once('@'))
-            .and_then(|(_, d)| source_of_domain(d))
-            == Some(self.name)
+        sender_source(ctx) == Some(self.name)
     }
     fn extract(&self, _: &Context<'_>) -> Extracted {
         Extracted::default()
@@ -90,6 +87,35 @@ pub fn source_of_domain(domain: &str) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// The source the sender is: by address domain, else by display name (a
+/// forward that kept only "From: Realtor.com").
+pub fn sender_source(ctx: &Context<'_>) -> Option<&'static str> {
+    let from = ctx.from?;
+    from.email
+        .as_deref()
+        .and_then(|a| a.rsplit_once('@'))
+        .and_then(|(_, d)| source_of_domain(d))
+        .or_else(|| {
+            let name = from.name.as_deref()?.to_ascii_lowercase();
+            NAMED
+                .iter()
+                .find(|(needle, _)| name.contains(needle))
+                .map(|(_, source)| *source)
+        })
+}
+
+/// Names by which people and subjects refer to a source.
+const NAMED: &[(&str, &str)] = &[
+    ("realtor.com", "realtor.com"),
+    ("zillow", "zillow"),
+    ("trulia", "trulia"),
+    ("streeteasy", "streeteasy"),
+    ("homes.com", "homes.com"),
+    ("redfin", "redfin"),
+    ("upnest", "upnest"),
+    ("facebook", "facebook"),
+];
+
 /// Whether `domain` belongs to a known lead source.
 pub fn is_source_domain(domain: &str) -> bool {
     source_of_domain(domain).is_some()
@@ -105,19 +131,10 @@ pub fn source_from_names(ctx: &Context<'_>) -> Option<&'static str> {
         .unwrap_or("")
         .to_ascii_lowercase();
     let named = |needle: &str| subject.contains(needle) || sender.contains(needle);
-    [
-        ("realtor.com", "realtor.com"),
-        ("zillow", "zillow"),
-        ("trulia", "trulia"),
-        ("streeteasy", "streeteasy"),
-        ("homes.com", "homes.com"),
-        ("redfin", "redfin"),
-        ("upnest", "upnest"),
-        ("facebook", "facebook"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| named(needle))
-    .map(|(_, name)| name)
+    NAMED
+        .iter()
+        .find(|(needle, _)| named(needle))
+        .map(|(_, name)| *name)
 }
 
 #[cfg(test)]

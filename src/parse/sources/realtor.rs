@@ -22,10 +22,7 @@ impl SourceParser for Realtor {
     }
 
     fn detect(&self, ctx: &Context<'_>) -> bool {
-        ctx.from_email()
-            .and_then(|a| a.rsplit_once('@'))
-            .and_then(|(_, d)| super::source_of_domain(d))
-            == Some("realtor.com")
+        super::sender_source(ctx) == Some("realtor.com")
     }
 
     fn extract(&self, ctx: &Context<'_>) -> Extracted {

@@ -27,10 +27,7 @@ impl SourceParser for StreetEasy {
     }
 
     fn detect(&self, ctx: &Context<'_>) -> bool {
-        ctx.from_email()
-            .and_then(|a| a.rsplit_once('@'))
-            .and_then(|(_, d)| super::source_of_domain(d))
-            == Some("streeteasy")
+        super::sender_source(ctx) == Some("streeteasy")
     }
 
     fn extract(&self, ctx: &Context<'_>) -> Extracted {

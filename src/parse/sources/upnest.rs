@@ -24,10 +24,7 @@ impl SourceParser for UpNest {
     }
 
     fn detect(&self, ctx: &Context<'_>) -> bool {
-        ctx.from_email()
-            .and_then(|a| a.rsplit_once('@'))
-            .and_then(|(_, d)| super::source_of_domain(d))
-            == Some("upnest")
+        super::sender_source(ctx) == Some("upnest")
     }
 
     fn extract(&self, ctx: &Context<'_>) -> Extracted {

@@ -26,12 +26,7 @@ impl SourceParser for Zillow {
     }
 
     fn detect(&self, ctx: &Context<'_>) -> bool {
-        matches!(
-            ctx.from_email()
-                .and_then(|a| a.rsplit_once('@'))
-                .and_then(|(_, d)| super::source_of_domain(d)),
-            Some("zillow" | "trulia")
-        )
+        matches!(super::sender_source(ctx), Some("zillow" | "trulia"))
     }
 
     fn extract(&self, ctx: &Context<'_>) -> Extracted {
@@ -53,7 +48,7 @@ impl SourceParser for Zillow {
                     .to_string()
             })
             .filter(|a| a.chars().next().is_some_and(|c| c.is_ascii_digit()));
-        let trulia = ctx.from_email().is_some_and(|e| e.ends_with("trulia.com"));
+        let trulia = super::sender_source(ctx) == Some("trulia");
         Extracted {
             source: trulia.then(|| "trulia".to_string()),
             name: relay
