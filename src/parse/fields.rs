@@ -164,8 +164,18 @@ fn label_of(line: &str) -> Option<(Field, String)> {
 }
 
 static SAYS_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[\p{L}][\p{L}.' \-]{0,60}\s(?:says|asked|asks)\s*:$").expect("static regex")
+    Regex::new(r"^([\p{L}][\p{L}.' \-]{0,60})\s(?:says|asked|asks)\s*:$").expect("static regex")
 });
+
+/// The person introduced by a "Maria Gonzalez says:" line.
+pub fn speaker(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| {
+        SAYS_LINE
+            .captures(clean_line(l))
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str().trim())
+    })
+}
 
 /// Finds every labelled value in `text`, in order.
 ///

@@ -101,6 +101,7 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
                 .and_then(|m| m.name.as_deref())
                 .and_then(normalize::name)
         })
+        .or_else(|| fields::speaker(body.text).and_then(normalize::name))
         .or_else(|| {
             email
                 .as_deref()
@@ -335,7 +336,7 @@ static STREET_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
         r"(?x)\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z0-9][A-Za-z0-9.'\-]*\s+){1,4}?
           (?:St|Street|Ave|Avenue|Rd|Road|Ln|Lane|Dr|Drive|Ct|Court|Blvd|Boulevard|Way|Pl|Place
             |Ter|Terrace|Cir|Circle|Pkwy|Parkway|Hwy|Highway|Trl|Trail|Loop|Sq|Square)\b\.?
-          (?:,\s*[A-Z][A-Za-z .]+,\s*[A-Z]{2}(?:\s+\d{5}(?:-\d{4})?)?)?",
+          (?:,\s*[A-Z][A-Za-z.\x20]+,\s*[A-Z]{2}(?:\s+\d{5}(?:-\d{4})?)?)?",
     )
     .expect("static regex")
 });
