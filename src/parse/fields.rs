@@ -28,6 +28,8 @@ pub enum Field {
     LeadType,
     AgentName,
     AgentEmail,
+    /// The portal or system the lead originally came from ("Lead Source: Zillow").
+    Source,
 }
 
 impl Field {
@@ -37,83 +39,159 @@ impl Field {
     }
 }
 
-/// Maps a normalized label (lower case, single spaces, no trailing colon) to its field.
+/// Normalized labels (lower case, single spaces, no colon) and the field each names.
+const LABELS: &[(&str, Field)] = &[
+    ("name", Field::Name),
+    ("full name", Field::Name),
+    ("contact name", Field::Name),
+    ("consumer name", Field::Name),
+    ("client name", Field::Name),
+    ("lead name", Field::Name),
+    ("buyer name", Field::Name),
+    ("your name", Field::Name),
+    ("customer name", Field::Name),
+    ("prospect name", Field::Name),
+    ("seller name", Field::Name),
+    ("renter name", Field::Name),
+    ("visitor name", Field::Name),
+    ("from name", Field::Name),
+    ("contact", Field::Name),
+    ("guest name", Field::Name),
+    ("visitor", Field::Name),
+    ("guest", Field::Name),
+    ("customer", Field::Name),
+    ("first name", Field::FirstName),
+    ("first", Field::FirstName),
+    ("fname", Field::FirstName),
+    ("given name", Field::FirstName),
+    ("last name", Field::LastName),
+    ("last", Field::LastName),
+    ("lname", Field::LastName),
+    ("surname", Field::LastName),
+    ("family name", Field::LastName),
+    ("email", Field::Email),
+    ("e-mail", Field::Email),
+    ("email address", Field::Email),
+    ("e-mail address", Field::Email),
+    ("your email", Field::Email),
+    ("contact email", Field::Email),
+    ("consumer email", Field::Email),
+    ("buyer email", Field::Email),
+    ("lead email", Field::Email),
+    ("customer email", Field::Email),
+    ("email addr", Field::Email),
+    ("client email", Field::Email),
+    ("your email address", Field::Email),
+    ("reply to", Field::Email),
+    ("from email", Field::Email),
+    ("visitor email", Field::Email),
+    ("guest email", Field::Email),
+    ("phone", Field::Phone),
+    ("phone number", Field::Phone),
+    ("phone #", Field::Phone),
+    ("phone#", Field::Phone),
+    ("phone no", Field::Phone),
+    ("telephone", Field::Phone),
+    ("tel", Field::Phone),
+    ("mobile", Field::Phone),
+    ("mobile phone", Field::Phone),
+    ("mobile number", Field::Phone),
+    ("cell", Field::Phone),
+    ("cell phone", Field::Phone),
+    ("contact phone", Field::Phone),
+    ("consumer phone", Field::Phone),
+    ("buyer phone", Field::Phone),
+    ("lead phone", Field::Phone),
+    ("your phone", Field::Phone),
+    ("best phone", Field::Phone),
+    ("home phone", Field::Phone),
+    ("work phone", Field::Phone),
+    ("daytime phone", Field::Phone),
+    ("customer phone", Field::Phone),
+    ("client phone", Field::Phone),
+    ("phone number (optional)", Field::Phone),
+    ("telephone number", Field::Phone),
+    ("contact number", Field::Phone),
+    ("visitor phone", Field::Phone),
+    ("guest phone", Field::Phone),
+    ("cell number", Field::Phone),
+    ("property address", Field::Address),
+    ("address", Field::Address),
+    ("property", Field::Address),
+    ("listing address", Field::Address),
+    ("property of interest", Field::Address),
+    ("street address", Field::Address),
+    ("home address", Field::Address),
+    ("subject property", Field::Address),
+    ("listing", Field::Address),
+    ("interested in", Field::Address),
+    ("open house", Field::Address),
+    ("property interested in", Field::Address),
+    ("city", Field::City),
+    ("state", Field::State),
+    ("zip", Field::Zip),
+    ("zip code", Field::Zip),
+    ("zipcode", Field::Zip),
+    ("postal code", Field::Zip),
+    ("mls", Field::Mls),
+    ("mls #", Field::Mls),
+    ("mls#", Field::Mls),
+    ("mls number", Field::Mls),
+    ("mls id", Field::Mls),
+    ("mlsid", Field::Mls),
+    ("mls no", Field::Mls),
+    ("mls id #", Field::Mls),
+    ("mlsid #", Field::Mls),
+    ("listing id", Field::Mls),
+    ("listing #", Field::Mls),
+    ("listing number", Field::Mls),
+    ("mls listing #", Field::Mls),
+    ("price", Field::Price),
+    ("list price", Field::Price),
+    ("listing price", Field::Price),
+    ("asking price", Field::Price),
+    ("max price", Field::Price),
+    ("home price", Field::Price),
+    ("listing url", Field::Url),
+    ("property url", Field::Url),
+    ("url", Field::Url),
+    ("link", Field::Url),
+    ("listing link", Field::Url),
+    ("property link", Field::Url),
+    ("page url", Field::Url),
+    ("message", Field::Message),
+    ("comments", Field::Message),
+    ("comment", Field::Message),
+    ("question", Field::Message),
+    ("questions", Field::Message),
+    ("inquiry", Field::Message),
+    ("notes", Field::Message),
+    ("note", Field::Message),
+    ("additional comments", Field::Message),
+    ("additional information", Field::Message),
+    ("lead message", Field::Message),
+    ("message from lead", Field::Message),
+    ("request", Field::Message),
+    ("your message", Field::Message),
+    ("details", Field::Message),
+    ("message body", Field::Message),
+    ("lead type", Field::LeadType),
+    ("inquiry type", Field::LeadType),
+    ("client type", Field::LeadType),
+    ("assigned agent", Field::AgentName),
+    ("agent", Field::AgentName),
+    ("agent name", Field::AgentName),
+    ("assigned to", Field::AgentName),
+    ("agent email", Field::AgentEmail),
+    ("assigned agent email", Field::AgentEmail),
+    ("source", Field::Source),
+    ("lead source", Field::Source),
+    ("lead origin", Field::Source),
+    ("origin", Field::Source),
+];
+
 fn field_for_label(label: &str) -> Option<Field> {
-    use Field::*;
-    Some(match label {
-        "name" | "full name" | "contact name" | "consumer name" | "client name" | "lead name"
-        | "buyer name" | "your name" | "customer name" | "prospect name" | "seller name"
-        | "renter name" | "visitor name" | "from name" | "contact" => Name,
-        "first name" | "first" | "fname" | "given name" => FirstName,
-        "last name" | "last" | "lname" | "surname" | "family name" => LastName,
-        "email" | "e-mail" | "email address" | "e-mail address" | "your email"
-        | "contact email" | "consumer email" | "buyer email" | "lead email" | "customer email"
-        | "email addr" | "client email" | "your email address" | "reply to" | "from email" => Email,
-        "phone"
-        | "phone number"
-        | "phone #"
-        | "phone#"
-        | "phone no"
-        | "telephone"
-        | "tel"
-        | "mobile"
-        | "mobile phone"
-        | "mobile number"
-        | "cell"
-        | "cell phone"
-        | "contact phone"
-        | "consumer phone"
-        | "buyer phone"
-        | "lead phone"
-        | "your phone"
-        | "best phone"
-        | "home phone"
-        | "work phone"
-        | "daytime phone"
-        | "customer phone"
-        | "client phone"
-        | "phone number (optional)"
-        | "telephone number"
-        | "contact number" => Phone,
-        "property address"
-        | "address"
-        | "property"
-        | "listing address"
-        | "property of interest"
-        | "street address"
-        | "home address"
-        | "subject property"
-        | "listing" => Address,
-        "city" => City,
-        "state" => State,
-        "zip" | "zip code" | "zipcode" | "postal code" => Zip,
-        "mls" | "mls #" | "mls#" | "mls number" | "mls id" | "mlsid" | "mls no" | "mls id #"
-        | "mlsid #" | "listing id" | "listing #" | "listing number" | "mls listing #" => Mls,
-        "price" | "list price" | "listing price" | "asking price" | "max price" | "home price" => {
-            Price
-        }
-        "listing url" | "property url" | "url" | "link" | "listing link" | "property link"
-        | "page url" => Url,
-        "message"
-        | "comments"
-        | "comment"
-        | "question"
-        | "questions"
-        | "inquiry"
-        | "notes"
-        | "note"
-        | "additional comments"
-        | "additional information"
-        | "lead message"
-        | "message from lead"
-        | "request"
-        | "your message"
-        | "details" => Message,
-        "lead type" | "inquiry type" | "client type" => LeadType,
-        "assigned agent" | "agent" | "agent name" | "assigned to" => AgentName,
-        "agent email" | "assigned agent email" => AgentEmail,
-        _ => return None,
-    })
+    LABELS.iter().find(|(l, _)| *l == label).map(|(_, f)| *f)
 }
 
 /// One labelled value found in a text.
@@ -124,15 +202,17 @@ pub struct Labeled {
 }
 
 static LABEL_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([A-Za-z][A-Za-z0-9 #/&'().\-]{0,40}?)\s*[:：]\s*(.*)$").expect("static regex")
+    Regex::new(r"^([A-Za-z][A-Za-z0-9 #/&'()._?\-]{0,40}?)\s*[:：]\s*(.*)$").expect("static regex")
 });
 
 /// Lower-cases a label, drops decorations (`*`, `-`, bullets) and collapses spaces.
 fn normalize_label(label: &str) -> String {
+    // Form exports write `phone_number` and `when_are_you_looking?`.
     let cleaned: String = label
         .trim()
-        .trim_matches(|c: char| c == '*' || c == '-' || c == '•' || c == '|')
-        .to_lowercase();
+        .trim_matches(|c: char| c == '*' || c == '-' || c == '•' || c == '|' || c == '?')
+        .to_lowercase()
+        .replace('_', " ");
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -207,7 +287,10 @@ pub fn scan_labels(text: &str) -> Vec<Labeled> {
         if field.is_multiline() && !value.is_empty() {
             while i < lines.len() {
                 let next = clean_line(lines[i]);
-                if next.is_empty() || label_of(lines[i]).is_some() {
+                // An address never runs into a "Something: value" line; a
+                // message may ("Note: 5:30 works"), up to a known label.
+                let other_field = field == Field::Address && LABEL_LINE.is_match(next);
+                if next.is_empty() || other_field || label_of(lines[i]).is_some() {
                     break;
                 }
                 value.push('\n');

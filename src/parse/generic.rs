@@ -154,7 +154,9 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
         .or(label(Field::AgentName))
         .and_then(|v| fields::find_emails(v).into_iter().next());
     Extracted {
-        source: None,
+        source: label(Field::Source)
+            .and_then(sources::known_name)
+            .map(str::to_string),
         lead_type,
         name,
         email,

@@ -49,23 +49,11 @@ pub fn tags(html: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Known `lead_source` values, spelled as our `source` names.
+/// `lead_source` as our source name; an unknown source is kept, lower-cased.
 fn source_name(raw: &str) -> String {
-    let lower = raw.trim().to_ascii_lowercase();
-    let compact: String = lower
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
-    match compact.as_str() {
-        "realtorcom" | "realtor" | "move" | "opcity" | "realtorcomopcity" => "realtor.com".into(),
-        "zillow" | "zillowgroup" | "zillowpremieragent" => "zillow".into(),
-        "trulia" => "trulia".into(),
-        "streeteasy" => "streeteasy".into(),
-        "homescom" | "homes" => "homes.com".into(),
-        "redfin" => "redfin".into(),
-        "facebook" | "facebookleadads" => "facebook".into(),
-        _ => lower,
-    }
+    super::sources::known_name(raw)
+        .map(str::to_string)
+        .unwrap_or_else(|| raw.trim().to_ascii_lowercase())
 }
 
 /// Extracts the lead from the metadata tags; empty when the document has none.

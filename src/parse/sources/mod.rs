@@ -116,6 +116,34 @@ const NAMED: &[(&str, &str)] = &[
     ("facebook", "facebook"),
 ];
 
+/// Our name for a source as people write it ("Realtor.com", "Zillow Premier
+/// Agent", "Opcity"); `None` for names we do not know.
+pub fn known_name(raw: &str) -> Option<&'static str> {
+    let compact: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    Some(match compact.as_str() {
+        "realtorcom"
+        | "realtor"
+        | "move"
+        | "opcity"
+        | "realtorcomopcity"
+        | "realtorcomconnections" => "realtor.com",
+        "zillow" | "zillowgroup" | "zillowpremieragent" | "zillowflex" => "zillow",
+        "trulia" => "trulia",
+        "streeteasy" => "streeteasy",
+        "homescom" | "homes" => "homes.com",
+        "redfin" => "redfin",
+        "facebook" | "facebookleadads" | "facebookads" | "instagram" => "facebook",
+        "upnest" => "upnest",
+        "leadrouter" => "leadrouter",
+        "socialbay" => "socialbay",
+        _ => return None,
+    })
+}
+
 /// Whether `domain` belongs to a known lead source.
 pub fn is_source_domain(domain: &str) -> bool {
     source_of_domain(domain).is_some()
