@@ -329,9 +329,10 @@ pub fn find_emails(text: &str) -> Vec<String> {
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?x)
-        (?:\+\d{1,3}[\s.\-]?)?          # country code
-        (?:\(\d{3}\)|\b\d{3})[\s.\-]?    # area code
-        \d{3}[\s.\-]?\d{4}\b",
+          \+\d{1,3}(?:[\s.\-]?\(?\d{1,4}\)?){2,6}\b    # international, +country first
+        | (?:\+?1[\s.\-]?)?                           # North American: optional 1
+          (?:\(\d{3}\)|\b\d{3})[\s.\-]?               # area code
+          \d{3}[\s.\-]?\d{4}\b",
     )
     .expect("static regex")
 });

@@ -16,7 +16,11 @@ pub fn phone(raw: &str, region: country::Id) -> Option<String> {
     if !(7..=15).contains(&digits) {
         return None;
     }
-    let number = phonenumber::parse(Some(region), raw).ok()?;
+    // A number written with its country code is parsed without a region:
+    // the phonenumber crate would otherwise strip the default region's
+    // national prefix ("1" for the US) from it (+33 1 42... -> +33 42...).
+    let region = (!raw.trim_start().starts_with('+')).then_some(region);
+    let number = phonenumber::parse(region, raw).ok()?;
     let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
     if number.is_valid() {
         return Some(e164);
