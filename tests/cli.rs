@@ -126,6 +126,13 @@ fn ingest_creates_one_lead_per_lead_message_and_a_rerun_creates_none() {
                 assert!(row["reason"].is_string());
                 assert!(row["lead_id"].is_null());
             }
+            "unparseable" => {
+                assert_eq!(
+                    outcome, "quarantined",
+                    "{name}: kept for replay, not dropped"
+                );
+                assert!(row["reason"].is_string());
+            }
             other => panic!("unexpected verdict {other}"),
         }
     }

@@ -60,6 +60,13 @@ const LABELS: &[(&str, Field)] = &[
     ("visitor", Field::Name),
     ("guest", Field::Name),
     ("customer", Field::Name),
+    ("buyer", Field::Name),
+    ("seller", Field::Name),
+    ("renter", Field::Name),
+    ("tenant", Field::Name),
+    ("applicant", Field::Name),
+    ("employee", Field::Name),
+    ("transferee", Field::Name),
     ("first name", Field::FirstName),
     ("first", Field::FirstName),
     ("fname", Field::FirstName),
@@ -289,7 +296,10 @@ pub fn scan_labels(text: &str) -> Vec<Labeled> {
                 let next = clean_line(lines[i]);
                 // An address never runs into a "Something: value" line; a
                 // message may ("Note: 5:30 works"), up to a known label.
-                let other_field = field == Field::Address && LABEL_LINE.is_match(next);
+                let other_field = field == Field::Address
+                    && (LABEL_LINE.is_match(next)
+                        || next.to_ascii_lowercase().starts_with("mls")
+                        || value.lines().count() >= 3);
                 if next.is_empty() || other_field || label_of(lines[i]).is_some() {
                     break;
                 }

@@ -132,6 +132,37 @@ fn split_run_together_headers(line: &str) -> Vec<String> {
         .collect()
 }
 
+static WROTE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(?:on|le|am|el)\s.{4,200}\s(?:wrote|a écrit|schrieb|escribió)\s*:$")
+        .expect("static regex")
+});
+
+/// The text above any quoted reply history ("-----Original Message-----",
+/// "On Mon, ... wrote:", an Outlook From/Sent block): what the sender wrote
+/// themselves. Call it on a message that is not a forward (or on the
+/// forwarded original), where such history is an earlier conversation.
+pub fn without_reply_history(text: &str) -> &str {
+    let lines: Vec<&str> = text.lines().collect();
+    let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let block = find_header_block(&owned);
+    let cut = lines.iter().enumerate().find_map(|(i, l)| {
+        let t = l.trim();
+        let is_history = MARKER.is_match(t) || WROTE_LINE.is_match(t) || block == Some(i);
+        // History below something the sender wrote; a block at the very top
+        // is the message itself (form mailers start with "From: ...").
+        let wrote_above = lines[..i].iter().any(|l| !l.trim().is_empty());
+        (is_history && wrote_above).then_some(i)
+    });
+    match cut {
+        Some(i) => {
+            // Byte offset of line i: lines() splits on \n, keeping any \r.
+            let offset: usize = lines[..i].iter().map(|l| l.len() + 1).sum();
+            &text[..offset.min(text.len())]
+        }
+        None => text,
+    }
+}
+
 /// Drops one level of `>` quoting (Apple Mail quotes every forwarded line).
 fn strip_quote(line: &str) -> &str {
     let t = line.trim_start();
@@ -257,6 +288,15 @@ mod tests {
     fn reply_is_not_a_forward() {
         let text = "Thanks!\n\n-----Original Message-----\nFrom: Ann\nSubject: House\n\nHi";
         assert!(unwrap(&mail("RE: House", text)).is_none());
+    }
+
+    #[test]
+    fn reply_history_is_cut() {
+        let t = "Saturday works.\nTom\n\n-----Original Message-----\nFrom: Bob\nSent: Sunday\n\nHi";
+        assert_eq!(without_reply_history(t).trim(), "Saturday works.\nTom");
+        let t = "Yes please.\n\nOn Mon, Nov 2, 2026 at 9:00 AM Bob Stone <bob@acme.example> wrote:\n> Want to see it?";
+        assert_eq!(without_reply_history(t).trim(), "Yes please.");
+        assert_eq!(without_reply_history("no history"), "no history");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use regex::Regex;
 
 use super::extracted::{Context, Extracted};
 use super::fields::{self, Field, Labeled};
-use super::{ParseOptions, normalize, sources};
+use super::{ParseOptions, forward, normalize, sources};
 use crate::lead::LeadType;
 
 /// Local parts that mark an address as a system sender, never a person.
@@ -60,24 +60,48 @@ pub fn is_system_address(addr: &str) -> bool {
         || sources::is_source_domain(domain) && !domain.starts_with("convo.")
 }
 
+/// What the caller knows about who sent the message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SenderKind {
+    /// A source parser claimed the message: the sender is a portal or system.
+    pub known_source: bool,
+    /// The message calls itself automated or bulk: its sender is not the lead.
+    pub automated: bool,
+}
+
 /// Reads a lead from labelled fields and free text, whatever sent it.
-/// `known_source` says whether a source parser claimed the message (then
-/// the sender is a system, and the body is not the person's own words).
-pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
-    let body = ctx;
+pub fn extract(ctx: &Context<'_>, sender: SenderKind) -> Extracted {
     let opts = ctx.options;
     let decoys = ctx.decoys;
-    let labels = fields::scan_labels(body.text);
+    // Quoted reply history is an earlier conversation, never this lead's data.
+    let text = forward::without_reply_history(ctx.text);
+    let body = Context { text, ..*ctx };
+    let body = &body;
+    let labels = fields::scan_labels(text);
     let label = |f: Field| fields::first(&labels, f);
     let acceptable = |addr: &str| !decoys.iter().any(|d| d == addr) && !is_system_address(addr);
 
-    // A sender who is a person (not a portal, form mailer or the forwarder) is the lead.
+    // The sender is the lead when they are a person (not a portal, a form
+    // mailer or the forwarder) writing in their own words: a body that names
+    // someone else ("Name:", another address) was written by a system.
+    let sender_email = body.from.and_then(|f| f.email.as_deref());
+    let names_someone_else = labels.iter().any(|l| {
+        matches!(
+            l.field,
+            Field::Name | Field::FirstName | Field::LastName | Field::Email
+        )
+    }) || fields::find_emails(text)
+        .iter()
+        .any(|e| acceptable(e) && Some(e.as_str()) != sender_email);
     let personal_sender = body
         .from
-        .filter(|f| f.email.as_deref().is_some_and(acceptable));
+        .filter(|f| f.email.as_deref().is_some_and(acceptable))
+        .filter(|_| !sender.automated && !names_someone_else);
+    // Form mailers put the person's address in Reply-To.
     let personal_reply_to = body
         .reply_to
-        .filter(|f| f.email.as_deref().is_some_and(acceptable));
+        .filter(|f| f.email.as_deref().is_some_and(acceptable))
+        .filter(|_| !sender.automated);
 
     let email = label(Field::Email)
         .and_then(|v| fields::find_emails(v).into_iter().find(|e| acceptable(e)))
@@ -137,7 +161,7 @@ pub fn extract(ctx: &Context<'_>, known_source: bool) -> Extracted {
         .map(str::to_string)
         .or_else(|| {
             let wrote_it_themselves =
-                !known_source && personal_sender.is_some_and(|s| s.email == email);
+                !sender.known_source && personal_sender.is_some_and(|s| s.email == email);
             wrote_it_themselves.then(|| without_signature(body.text))
         })
         .map(|m| clean_message(&m))

@@ -113,7 +113,13 @@ pub fn parse(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
         opts,
     );
     let from_source = source_parser.map(|p| p.extract(&ctx)).unwrap_or_default();
-    let generic = generic::extract(&ctx, source_parser.is_some());
+    let generic = generic::extract(
+        &ctx,
+        generic::SenderKind {
+            known_source: source_parser.is_some(),
+            automated: non_lead.is_some(),
+        },
+    );
     let found = metadata.or(adf).or(from_source).or(generic);
 
     let source = found
