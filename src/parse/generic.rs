@@ -114,7 +114,7 @@ pub fn extract(ctx: &Context<'_>, sender: SenderKind) -> Extracted {
         });
 
     let name = label(Field::Name)
-        .and_then(normalize::name)
+        .and_then(name_in_value)
         .or_else(|| normalize::full_name(label(Field::FirstName), label(Field::LastName)))
         .or_else(|| {
             // The display name belongs to the lead only when the address is theirs.
@@ -155,7 +155,9 @@ pub fn extract(ctx: &Context<'_>, sender: SenderKind) -> Extracted {
         .and_then(normalize::mls_number)
         .or_else(|| mls_in_text(body.text));
     let price = label(Field::Price).and_then(normalize::price);
-    let url = label(Field::Url).and_then(|v| fields::find_urls(v).first().map(|u| u.to_string()));
+    let url = label(Field::Url)
+        .and_then(|v| fields::find_urls(v).first().map(|u| u.to_string()))
+        .or_else(|| listing_url(text, body.html));
     // A person writing in their own words: the body is the message.
     let message = label(Field::Message)
         .map(str::to_string)
@@ -220,6 +222,11 @@ const DECOY_WORDS: &[&str] = &[
     "copyright",
     "\u{a9}",
     "help center",
+    "agent phone",
+    "agent cell",
+    "agent email",
+    "agent line",
+    "agent direct",
 ];
 
 fn is_decoy_line(line: &str) -> bool {
@@ -287,7 +294,7 @@ fn name_beside_email(text: &str, email: &str) -> Option<String> {
 
 static SUBJECT_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^(?:(?:re|fwd?|fw):\s*)*(?:new\s+)?(?:[\w.]+\s+)?(?:lead|inquiry|contact|request|message)\s*(?:from\s+)?[:\-\u{2013}]\s*([\p{L}][\p{L}.' \-]{1,60})$",
+        r"(?i)^(?:(?:re|fwd?|fw):\s*)*(?:new\s+)?(?:[\w.]+\s+)?(?:lead|inquiry|contact|request|message)\s*(?:from\s+|[:\-\u{2013}]\s*(?:from\s+)?)([\p{L}][\p{L}.' \-]{1,60})$",
     )
     .expect("static regex")
 });
@@ -335,6 +342,51 @@ fn address_of_interest(text: &str) -> Option<String> {
         .map(|a| a.as_str().to_string())
 }
 
+/// The name in a labelled value that may carry more: "Jane Roe
+/// (jane@example.com, 555-010-1234)", "Jane Roe <jane@...>".
+fn name_in_value(value: &str) -> Option<String> {
+    let head = value
+        .split(['<', '[', '(', ',', '|'])
+        .next()
+        .unwrap_or(value);
+    normalize::name(head)
+}
+
+/// Path fragments of listing pages on portals, IDX sites and brokerage sites.
+const LISTING_PATHS: &[&str] = &[
+    "homedetails",
+    "realestateandhomes-detail",
+    "/home/",
+    "/homes/",
+    "/listing/",
+    "/listings/",
+    "/property/",
+    "/properties/",
+    "/idx/",
+    "/mls/",
+];
+
+/// The first link to a listing page, in the text or the HTML.
+fn listing_url(text: &str, html: Option<&str>) -> Option<String> {
+    let from_text = fields::find_urls(text).into_iter().map(str::to_string);
+    let from_html = html.map(fields::html_links).unwrap_or_default();
+    from_text.chain(from_html).find(|u| {
+        let lower = u.to_ascii_lowercase();
+        lower.starts_with("http")
+            && LISTING_PATHS.iter().any(|p| lower.contains(p))
+            && ![
+                "unsubscribe",
+                "optout",
+                "opt-out",
+                "preferences",
+                "track",
+                "click",
+            ]
+            .iter()
+            .any(|w| lower.contains(w))
+    })
+}
+
 /// Trims a message and the quotes portals wrap around it.
 pub fn clean_message(m: &str) -> String {
     let t = m.trim();
@@ -376,7 +428,13 @@ fn phone_from_labels(labels: &[Labeled], opts: &ParseOptions) -> Option<String> 
     labels
         .iter()
         .filter(|l| l.field == Field::Phone)
-        .find_map(|l| normalize::phone(&l.value, opts.default_region))
+        .find_map(|l| {
+            // "555-010-1111 / 555-010-2222": the first number that is valid.
+            fields::find_phone_candidates(&l.value)
+                .into_iter()
+                .find_map(|c| normalize::phone(c, opts.default_region))
+                .or_else(|| normalize::phone(&l.value, opts.default_region))
+        })
 }
 
 /// Phones in `tel:`/`sms:` links, or in a `phone=` query parameter.

@@ -113,14 +113,30 @@ pub fn parse(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
         opts,
     );
     let from_source = source_parser.map(|p| p.extract(&ctx)).unwrap_or_default();
-    let generic = generic::extract(
-        &ctx,
-        generic::SenderKind {
-            known_source: source_parser.is_some(),
-            automated: non_lead.is_some(),
-        },
-    );
-    let found = metadata.or(adf).or(from_source).or(generic);
+    let sender = generic::SenderKind {
+        known_source: source_parser.is_some(),
+        automated: non_lead.is_some(),
+    };
+    let generic = generic::extract(&ctx, sender);
+    let mut found = metadata.or(adf).or(from_source).or(generic);
+    // A plain-text part can be a stub ("view this message in a browser")
+    // while the HTML part holds the lead: read the HTML too before giving up.
+    if found.email.is_none()
+        && found.phone.is_none()
+        && let Some(html) = ctx.html
+    {
+        let rendered = mime::html_to_text(html);
+        if rendered.trim() != ctx.text.trim() {
+            let from_html = generic::extract(
+                &Context {
+                    text: &rendered,
+                    ..ctx
+                },
+                sender,
+            );
+            found = found.or(from_html);
+        }
+    }
 
     let source = found
         .source
