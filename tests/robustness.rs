@@ -105,3 +105,60 @@ fn parse_returns_for_any_input() {
         "mutations of lead fixtures mostly stay leads ({leads})"
     );
 }
+
+/// Adversarial shapes from the hardening checklist: each returns, and quickly.
+#[test]
+fn adversarial_messages_return_in_bounded_time() {
+    let opts = ParseOptions::default();
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+
+    let mut deep = String::from("From: a@example.com\nTo: leads@acmerealty.example\n");
+    for i in 0..1000 {
+        deep.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
+        ));
+    }
+    deep.push_str("Content-Type: text/plain\n\nPhone: 555-010-1234\n");
+    cases.push(("1000-deep multipart", deep.into_bytes()));
+
+    let mut many = String::new();
+    for i in 0..10_000 {
+        many.push_str(&format!("X-Header-{i}: value {i}\n"));
+    }
+    many.push_str("From: a@example.com\n\nEmail: x@example.com\n");
+    cases.push(("10,000 headers", many.into_bytes()));
+
+    let mut long = b"From: a@example.com\nContent-Type: text/html\n\n<p>".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 1 << 20));
+    cases.push(("1 MB single line", long));
+
+    let mut nul =
+        b"From: a@example.com\n\nName: \0\0\xff\xfe Jane\nPhone: 555-010-\x001234\n".to_vec();
+    nul.extend(std::iter::repeat_n(0u8, 10_000));
+    cases.push(("NUL and invalid UTF-8", nul));
+
+    let mut bomb =
+        String::from("From: a@example.com\nContent-Type: multipart/mixed; boundary=\"x\"\n\n");
+    for _ in 0..500 {
+        bomb.push_str("--x\nContent-Type: message/rfc822\n\nFrom: b@example.com\nContent-Type: multipart/mixed; boundary=\"x\"\n\n");
+    }
+    cases.push(("message/rfc822 bomb", bomb.into_bytes()));
+
+    cases.push((
+        "header only",
+        b"From: a@example.com\nSubject: hi\n".to_vec(),
+    ));
+    cases.push(("empty", Vec::new()));
+
+    for (name, bytes) in cases {
+        let start = std::time::Instant::now();
+        let parsed = parse(&bytes, &opts);
+        let took = start.elapsed();
+        // Generous: a debug build on a loaded CI machine; the point is "not quadratic".
+        assert!(took.as_secs() < 20, "{name} took {took:?}");
+        assert!(
+            parsed.verdict != Verdict::Lead || parsed.contact.is_reachable(),
+            "{name}"
+        );
+    }
+}

@@ -87,7 +87,7 @@ impl Mail {
         for part in message.text_bodies() {
             let piece = match &part.body {
                 PartType::Text(t) => t.to_string(),
-                PartType::Html(h) => html_to_text(h),
+                PartType::Html(h) => html_to_text(prefix(h, MAX_TEXT_CHARS)),
                 _ => continue,
             };
             if !text.is_empty() {
@@ -222,6 +222,15 @@ fn unfold(value: &str) -> String {
 /// Collapses runs of white space to one space and trims.
 pub fn collapse_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The longest prefix of `s` of at most `max_bytes` bytes that ends on a character boundary.
+fn prefix(s: &str, max_bytes: usize) -> &str {
+    let mut cut = max_bytes.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 fn truncate_chars(s: &mut String, max_bytes: usize) {
