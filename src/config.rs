@@ -95,6 +95,111 @@ pub struct BrokerageConfig {
     pub default_owner: String,
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// How leads are routed (see `[brokerages.routing]`).
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// General rules, first match wins; no rules means round robin over every agent.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// Who owns a lead: the agent it is routed to, or the brokerage's default owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerPolicy {
+    #[default]
+    Agent,
+    Brokerage,
+}
+
+/// A direct lead for a halted agent: deliver it to them anyway, or route it as general.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HaltedDirect {
+    #[default]
+    Deliver,
+    Reroute,
+}
+
+/// Credit a forwarding agent always, or only when the brokerage's own mail
+/// server authenticated the sender (DKIM or DMARC pass for their domain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustForwarder {
+    #[default]
+    Any,
+    Authenticated,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Who owns a direct lead (its user is always the agent).
+    #[serde(default)]
+    pub direct_owner: OwnerPolicy,
+    /// Who owns a general lead.
+    #[serde(default)]
+    pub general_owner: OwnerPolicy,
+    #[serde(default)]
+    pub halted_direct: HaltedDirect,
+    #[serde(default)]
+    pub trust_forwarder: TrustForwarder,
+    /// The `authserv-id` of the brokerage's own mail server; Authentication-Results
+    /// from any other host are ignored. Unset: only the topmost header counts.
+    #[serde(default)]
+    pub authserv_id: Option<String>,
+    /// Repeat inquiries from the same person within this many days attach to the existing lead.
+    #[serde(default = "default_dedupe_window_days")]
+    pub dedupe_window_days: u32,
+}
+
+const fn default_dedupe_window_days() -> u32 {
+    90
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            direct_owner: OwnerPolicy::Agent,
+            general_owner: OwnerPolicy::Agent,
+            halted_direct: HaltedDirect::Deliver,
+            trust_forwarder: TrustForwarder::Any,
+            authserv_id: None,
+            dedupe_window_days: default_dedupe_window_days(),
+        }
+    }
+}
+
+/// How a matching rule assigns the lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Assign {
+    #[default]
+    RoundRobin,
+    Agent,
+    Pond,
+}
+
+/// A general-lead rule. Missing keys match anything.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub lead_types: Vec<crate::lead::LeadType>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    #[serde(default)]
+    pub zips: Vec<String>,
+    #[serde(default)]
+    pub assign: Assign,
+    /// Round-robin pool (agent ids); omitted means every agent with role "agent".
+    #[serde(default)]
+    pub pool: Vec<String>,
+    /// The agent for `assign = "agent"`.
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -123,6 +228,29 @@ pub struct AgentConfig {
     pub emails: Vec<String>,
     #[serde(default = "default_role")]
     pub role: Role,
+    /// The agent's personal lead addresses (mail to them is direct to the agent).
+    #[serde(default)]
+    pub lead_addresses: Vec<String>,
+    /// Domains of the agent's own websites.
+    #[serde(default)]
+    pub websites: Vec<String>,
+    /// MLS numbers of the agent's listings.
+    #[serde(default)]
+    pub listings: Vec<String>,
+    /// Share in round-robin pools (0 takes the agent out of rotation).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// An inactive agent gets no new leads; their existing leads stay theirs.
+    #[serde(default = "default_active")]
+    pub active: bool,
+}
+
+const fn default_weight() -> u32 {
+    1
+}
+
+const fn default_active() -> bool {
+    true
 }
 
 const fn default_role() -> Role {
@@ -199,8 +327,18 @@ impl Config {
                 *a = a.trim().to_ascii_lowercase();
             }
             for agent in &mut b.agents {
-                for e in &mut agent.emails {
+                for e in agent
+                    .emails
+                    .iter_mut()
+                    .chain(agent.lead_addresses.iter_mut())
+                {
                     *e = e.trim().to_ascii_lowercase();
+                }
+                for w in &mut agent.websites {
+                    *w = website_domain(w);
+                }
+                for l in &mut agent.listings {
+                    *l = l.trim().to_ascii_uppercase();
                 }
             }
         }
@@ -275,6 +413,49 @@ impl Config {
                     }
                 }
             }
+            for (j, a) in b.agents.iter().enumerate() {
+                for (k, addr) in a.lead_addresses.iter().enumerate() {
+                    let key = key(&format!("agents[{j}].lead_addresses[{k}]"));
+                    check_email(addr).map_err(|m| invalid(&key, m))?;
+                    if let Some(other) = inbox_owner.insert(addr, &b.id) {
+                        return Err(invalid(
+                            key,
+                            format!("{addr} is already a lead address of brokerage {other:?}"),
+                        ));
+                    }
+                }
+            }
+            for (j, r) in b.rules.iter().enumerate() {
+                let rkey = |field: &str| key(&format!("rules[{j}].{field}"));
+                if r.name.trim().is_empty() {
+                    return Err(invalid(rkey("name"), "a rule needs a name"));
+                }
+                for (k, id) in r.pool.iter().enumerate() {
+                    if !agent_ids.contains(id.as_str()) {
+                        return Err(invalid(
+                            rkey(&format!("pool[{k}]")),
+                            format!("{id:?} is not one of this brokerage's agents"),
+                        ));
+                    }
+                }
+                match (r.assign, r.agent.as_deref()) {
+                    (Assign::Agent, None) => {
+                        return Err(invalid(rkey("agent"), "assign = \"agent\" needs an agent"));
+                    }
+                    (_, Some(id)) if !agent_ids.contains(id) => {
+                        return Err(invalid(
+                            rkey("agent"),
+                            format!("{id:?} is not one of this brokerage's agents"),
+                        ));
+                    }
+                    _ => {}
+                }
+                if let (Some(lo), Some(hi)) = (r.min_price, r.max_price)
+                    && lo > hi
+                {
+                    return Err(invalid(rkey("min_price"), "min_price is above max_price"));
+                }
+            }
             if !agent_ids.contains(b.default_owner.as_str()) {
                 return Err(invalid(
                     key("default_owner"),
@@ -326,6 +507,14 @@ pub fn redact_url(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:REDACTED@{host}"),
         None => url.to_string(),
     }
+}
+
+/// "https://www.JaneSmithHomes.example/about" -> "janesmithhomes.example".
+pub fn website_domain(site: &str) -> String {
+    let s = site.trim().to_ascii_lowercase();
+    let s = s.split("://").nth(1).unwrap_or(&s).to_string();
+    let host = s.split(['/', '?', '#', ':']).next().unwrap_or("");
+    host.strip_prefix("www.").unwrap_or(host).to_string()
 }
 
 fn check_id(id: &str) -> Result<(), String> {

@@ -87,6 +87,10 @@ pub struct Envelope {
     pub from: Option<String>,
     /// To, Cc, Delivered-To and X-Original-To addresses, lower-cased, in that order.
     pub recipients: Vec<String>,
+    /// Host names of the links in the lead's part of the message (agent websites).
+    pub link_hosts: Vec<String>,
+    /// `Authentication-Results` header values, topmost (most recent) first.
+    pub authentication_results: Vec<String>,
 }
 
 /// The parser's full answer for one message. Pure data, no I/O behind it.

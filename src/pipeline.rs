@@ -14,7 +14,7 @@ use crate::lead::{ParsedMessage, Verdict};
 use crate::parse::{self, ParseOptions};
 use crate::route::{self, Directory, RoutingDecision};
 use crate::source::RawMessage;
-use crate::store::{NewLead, NewMessage, Store, StoreError};
+use crate::store::{NewLead, NewMessage, Store, StoreError, now};
 
 /// What became of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +22,8 @@ use crate::store::{NewLead, NewMessage, Store, StoreError};
 pub enum Outcome {
     Created,
     Duplicate,
+    /// The same person asked again within the dedupe window: attached to their lead.
+    Repeat,
     Ignored,
     Quarantined,
 }
@@ -31,6 +33,7 @@ impl Outcome {
         match self {
             Outcome::Created => "created",
             Outcome::Duplicate => "duplicate",
+            Outcome::Repeat => "repeat",
             Outcome::Ignored => "ignored",
             Outcome::Quarantined => "quarantined",
         }
@@ -153,6 +156,50 @@ impl Pipeline {
                 source: Some(parsed.source.clone()),
             });
         }
+        if let (Outcome::Created, Some(b)) = (outcome, brokerage) {
+            let since = days_ago(b.routing.dedupe_window_days);
+            if let Some(lead_id) = tx.find_repeat(&b.id, &parsed.contact, &since).await? {
+                tx.insert_message(&NewMessage {
+                    brokerage_key,
+                    dedupe_key: &dedupe_key,
+                    sha256: &sha256,
+                    message_id: parsed.message_id.as_deref(),
+                    origin: &raw.origin,
+                    outcome: Outcome::Repeat.as_str(),
+                    reason: None,
+                    raw: &raw.bytes,
+                    lead_id: Some(lead_id),
+                })
+                .await?;
+                let note = format!("asked again via {}", parsed.source);
+                tx.add_event(
+                    lead_id,
+                    &now(),
+                    "repeat_inquiry",
+                    "leadmail",
+                    None,
+                    None,
+                    Some(&note),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(
+                    message = "Repeat inquiry attached to its lead.",
+                    origin = %raw.origin,
+                    brokerage = brokerage_key,
+                    lead_id
+                );
+                return Ok(IngestReport {
+                    input: raw.origin.clone(),
+                    outcome: Outcome::Repeat,
+                    reason: Some(format!("repeat inquiry: attached to lead {lead_id}")),
+                    brokerage: Some(b.id.clone()),
+                    lead_id: Some(lead_id),
+                    routing: None,
+                    source: Some(parsed.source),
+                });
+            }
+        }
         let message_row = tx
             .insert_message(&NewMessage {
                 brokerage_key,
@@ -163,6 +210,7 @@ impl Pipeline {
                 outcome: outcome.as_str(),
                 reason: reason.as_deref(),
                 raw: &raw.bytes,
+                lead_id: None,
             })
             .await?;
 
@@ -201,9 +249,31 @@ impl Pipeline {
         parsed: &ParsedMessage,
     ) -> Result<(i64, RoutingDecision), PipelineError> {
         let directory = Directory::from_config(brokerage);
-        let cursor = tx.cursor(&brokerage.id, route::GENERAL_POOL).await?;
-        let decision = route::route(parsed, &directory, cursor);
-        if let Some(c) = &decision.cursor {
+        let cursors = tx.cursors(&brokerage.id).await?;
+        let halts = tx.active_halts(&brokerage.id, &now()).await?;
+        let address_key = parsed
+            .property
+            .address
+            .as_deref()
+            .and_then(route::address::key);
+        let listing_agent = if parsed.property.mls_number.is_some() || address_key.is_some() {
+            tx.listing_agent(
+                &brokerage.id,
+                parsed.property.mls_number.as_deref(),
+                address_key.as_deref(),
+            )
+            .await?
+        } else {
+            None
+        };
+        let decision = route::route(route::RouteInput {
+            lead: parsed,
+            directory: &directory,
+            halts: &halts,
+            cursors: &cursors,
+            listing_agent: listing_agent.as_deref(),
+        });
+        if let Some(c) = decision.cursor() {
             tx.set_cursor(&brokerage.id, &c.pool, c.after).await?;
         }
         let id = tx
@@ -241,6 +311,13 @@ pub fn strip_plus_tag(addr: &str) -> String {
         }
         None => addr.to_string(),
     }
+}
+
+/// RFC 3339 UTC timestamp `days` days before now (the same format as stored ones).
+fn days_ago(days: u32) -> String {
+    let then = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    then.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -64,9 +64,16 @@ pub fn parse(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
             Envelope::default(),
         );
     };
-    let envelope = Envelope {
+    let mut envelope = Envelope {
         from: mail.from.as_ref().and_then(|f| f.email.clone()),
         recipients: mail.recipients.clone(),
+        link_hosts: Vec::new(),
+        authentication_results: mail
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))
+            .map(|(_, v)| v.trim().to_string())
+            .collect(),
     };
     let non_lead = classify::classify(&mail);
     if let Some(kind) = non_lead.filter(|k| !k.yields_to_lead_data()) {
@@ -106,6 +113,7 @@ pub fn parse(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
         },
     };
 
+    envelope.link_hosts = link_hosts(&ctx);
     let source_parser = sources::find(&ctx);
     let metadata = metadata::extract(ctx.html, opts);
     let adf = adf::extract(
@@ -184,6 +192,26 @@ pub fn parse(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
         subject: mail.subject.clone(),
         envelope,
     }
+}
+
+/// Distinct host names of the links in the lead's text and HTML, at most 50.
+fn link_hosts(ctx: &Context<'_>) -> Vec<String> {
+    let text_links = fields::find_urls(ctx.text).into_iter().map(str::to_string);
+    let html_links = ctx.html.map(fields::html_links).unwrap_or_default();
+    let mut hosts: Vec<String> = Vec::new();
+    for link in text_links.chain(html_links) {
+        if !link.to_ascii_lowercase().starts_with("http") {
+            continue;
+        }
+        let host = crate::config::website_domain(&link);
+        if !host.is_empty() && !hosts.contains(&host) {
+            hosts.push(host);
+            if hosts.len() == 50 {
+                break;
+            }
+        }
+    }
+    hosts
 }
 
 /// A result with no lead data: a non-lead, or input that is not a message.

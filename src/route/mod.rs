@@ -1,12 +1,31 @@
 //! Route: decides a lead's owner and assigned user. Pure: the inputs are the
-//! parsed lead, a snapshot of the brokerage's directory and the round-robin
-//! cursor; the output is a [`RoutingDecision`] including the cursor to store.
-//! The caller reads the cursor and writes the decision in one transaction, so
-//! concurrent leads never both take the same turn.
+//! parsed lead, a snapshot of the brokerage's directory and rules, the
+//! agents halted right now, the stored round-robin cursors and the agent of a
+//! matching imported listing; the output is a [`RoutingDecision`] with the
+//! cursor to store and a [`RoutingTrace`] that explains it. The caller reads
+//! the cursors and writes the decision in one transaction, so concurrent
+//! leads never take the same turn.
+//!
+//! Decision order (the first that applies wins, and the trace records it):
+//! 1. sent to an agent's personal lead address -> direct;
+//! 2. forwarded (or sent) by an agent, subject to `trust_forwarder` -> direct;
+//! 3. the lead names its assigned agent and that agent is in the directory -> direct;
+//! 4. it came from an agent's own website -> direct;
+//! 5. the property is one of an agent's listings -> direct;
+//! 6. otherwise general: the brokerage's rules, first match wins, then the
+//!    brokerage's default owner. A lead always ends with an owner and a user.
+
+pub mod address;
+pub mod auth;
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::config::{BrokerageConfig, Role};
+use crate::config::{
+    Assign, BrokerageConfig, HaltedDirect, OwnerPolicy, Role, RoutingConfig, RuleConfig,
+    TrustForwarder,
+};
 use crate::lead::ParsedMessage;
 
 /// One agent as routing sees it.
@@ -16,14 +35,21 @@ pub struct Agent {
     pub name: String,
     pub emails: Vec<String>,
     pub role: Role,
+    pub lead_addresses: Vec<String>,
+    pub websites: Vec<String>,
+    pub listings: Vec<String>,
+    pub weight: u32,
+    pub active: bool,
 }
 
-/// A snapshot of one brokerage's people, taken from the configuration.
+/// A snapshot of one brokerage's people and rules, taken from the configuration.
 #[derive(Debug, Clone)]
 pub struct Directory {
     pub brokerage_id: String,
     pub default_owner: String,
     pub agents: Vec<Agent>,
+    pub routing: RoutingConfig,
+    pub rules: Vec<RuleConfig>,
 }
 
 impl Directory {
@@ -39,9 +65,20 @@ impl Directory {
                     name: a.name.clone(),
                     emails: a.emails.clone(),
                     role: a.role,
+                    lead_addresses: a.lead_addresses.clone(),
+                    websites: a.websites.clone(),
+                    listings: a.listings.clone(),
+                    weight: a.weight,
+                    active: a.active,
                 })
                 .collect(),
+            routing: b.routing.clone(),
+            rules: b.rules.clone(),
         }
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.id == id)
     }
 
     /// The agent who sends from `email` (compared case-insensitively).
@@ -50,13 +87,32 @@ impl Directory {
         self.agents.iter().find(|a| a.emails.contains(&email))
     }
 
-    /// The general round-robin pool: every agent with role "agent", in configuration order.
-    fn general_pool(&self) -> Vec<&Agent> {
-        self.agents
-            .iter()
-            .filter(|a| a.role == Role::Agent)
-            .collect()
+    pub fn is_admin(&self, id: &str) -> bool {
+        self.agent(id).is_some_and(|a| a.role == Role::Admin)
     }
+}
+
+/// An admin's halt on an agent, in force now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Halt {
+    pub agent: String,
+    pub reason: String,
+    /// RFC 3339; `None` until resumed by hand.
+    pub until: Option<String>,
+    pub by: String,
+}
+
+/// Everything a routing decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInput<'a> {
+    pub lead: &'a ParsedMessage,
+    pub directory: &'a Directory,
+    /// Halts in force now.
+    pub halts: &'a [Halt],
+    /// Stored round-robin positions by pool.
+    pub cursors: &'a HashMap<String, i64>,
+    /// The agent of an imported listing that matches the lead's property.
+    pub listing_agent: Option<&'a str>,
 }
 
 /// Direct-to-user or brokerage-generated.
@@ -76,7 +132,20 @@ impl RouteKind {
     }
 }
 
-/// The pool key of the brokerage-wide round robin.
+/// Which step of the decision order applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    PersonalAddress,
+    Forwarder,
+    AssignedAgent,
+    AgentWebsite,
+    AgentListing,
+    GeneralRule,
+    DefaultOwner,
+}
+
+/// The pool key of the implicit rule used when a brokerage has no rules.
 pub const GENERAL_POOL: &str = "general";
 
 /// A round-robin position to store with the lead.
@@ -85,6 +154,33 @@ pub struct CursorMove {
     pub pool: String,
     pub before: i64,
     pub after: i64,
+}
+
+/// One rule as evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleTrace {
+    pub rule: String,
+    pub matched: bool,
+    pub why: String,
+}
+
+/// An agent passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skip {
+    pub agent: String,
+    pub why: String,
+}
+
+/// Why the lead went where it went: answers "why did Jane get this lead?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoutingTrace {
+    pub step: Step,
+    /// Direct signals considered and not used, in order.
+    pub notes: Vec<String>,
+    pub rules: Vec<RuleTrace>,
+    pub candidates: Vec<String>,
+    pub skipped: Vec<Skip>,
+    pub cursor: Option<CursorMove>,
 }
 
 /// Who gets the lead, and why.
@@ -97,142 +193,413 @@ pub struct RoutingDecision {
     pub rule: Option<String>,
     /// One sentence a person can read: why this agent.
     pub reason: String,
-    /// Round-robin cursor to store in the same transaction as the lead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<CursorMove>,
+    /// Left in the pond for manual distribution (owned and used by the default owner).
+    pub unassigned: bool,
+    pub trace: RoutingTrace,
 }
 
-/// Routes one lead. `cursor` is the stored position of the general pool.
-pub fn route(lead: &ParsedMessage, dir: &Directory, cursor: i64) -> RoutingDecision {
+impl RoutingDecision {
+    /// The round-robin cursor to store in the same transaction as the lead.
+    pub fn cursor(&self) -> Option<&CursorMove> {
+        self.trace.cursor.as_ref()
+    }
+}
+
+/// Routes one lead.
+pub fn route(input: RouteInput<'_>) -> RoutingDecision {
+    let dir = input.directory;
+    let mut trace = RoutingTrace {
+        step: Step::DefaultOwner,
+        notes: Vec::new(),
+        rules: Vec::new(),
+        candidates: Vec::new(),
+        skipped: Vec::new(),
+        cursor: None,
+    };
+    if let Some((agent, step, why)) = direct_signal(input, &mut trace.notes) {
+        let halt = input.halts.iter().find(|h| h.agent == agent.id);
+        match (agent.active, halt, dir.routing.halted_direct) {
+            (false, _, _) => trace.notes.push(format!(
+                "{why}, but {} is inactive: routed as general",
+                agent.name
+            )),
+            (true, Some(h), HaltedDirect::Reroute) => trace.notes.push(format!(
+                "{why}, but {} is halted ({}): routed as general",
+                agent.name, h.reason
+            )),
+            (true, halt, _) => {
+                let why = match halt {
+                    Some(h) => format!("{why} (halted: {}, delivered anyway)", h.reason),
+                    None => why,
+                };
+                trace.step = step;
+                let owner = match dir.routing.direct_owner {
+                    OwnerPolicy::Agent => agent.id.clone(),
+                    OwnerPolicy::Brokerage => dir.default_owner.clone(),
+                };
+                return RoutingDecision {
+                    kind: RouteKind::Direct,
+                    owner,
+                    user: agent.id.clone(),
+                    rule: None,
+                    reason: why,
+                    unassigned: false,
+                    trace,
+                };
+            }
+        }
+    }
+    general(input, trace)
+}
+
+/// The first direct signal that names an agent: (agent, step, reason).
+fn direct_signal<'a>(
+    input: RouteInput<'a>,
+    notes: &mut Vec<String>,
+) -> Option<(&'a Agent, Step, String)> {
+    let dir = input.directory;
+    let lead = input.lead;
+
+    // 1. The agent's personal lead address.
+    for r in &lead.envelope.recipients {
+        let base = crate::pipeline::strip_plus_tag(r);
+        if let Some(a) = dir
+            .agents
+            .iter()
+            .find(|a| a.lead_addresses.contains(r) || a.lead_addresses.contains(&base))
+        {
+            let why = format!("sent to {}'s lead address {r}", a.name);
+            return Some((a, Step::PersonalAddress, why));
+        }
+    }
+
+    // 2. Forwarded (or sent) by an agent.
     let forwarder = lead
         .forwarded_by
         .as_deref()
-        .or(lead.envelope.from.as_deref())
-        .and_then(|addr| dir.agent_by_email(addr).map(|a| (addr, a)));
-    if let Some((addr, agent)) = forwarder {
-        return RoutingDecision {
-            kind: RouteKind::Direct,
-            owner: agent.id.clone(),
-            user: agent.id.clone(),
-            rule: None,
-            reason: format!("forwarded by {} ({addr})", agent.name),
-            cursor: None,
+        .or(lead.envelope.from.as_deref());
+    if let Some((addr, a)) = forwarder.and_then(|f| dir.agent_by_email(f).map(|a| (f, a))) {
+        let domain = addr.rsplit_once('@').map_or("", |(_, d)| d);
+        let trusted = match dir.routing.trust_forwarder {
+            TrustForwarder::Any => true,
+            TrustForwarder::Authenticated => auth::sender_authenticated(
+                &lead.envelope.authentication_results,
+                dir.routing.authserv_id.as_deref(),
+                domain,
+            ),
         };
-    }
-    let pool = dir.general_pool();
-    if pool.is_empty() {
-        return RoutingDecision {
-            kind: RouteKind::General,
-            owner: dir.default_owner.clone(),
-            user: dir.default_owner.clone(),
-            rule: None,
-            reason: "no agents in the general pool: brokerage default owner".to_string(),
-            cursor: None,
+        let verb = if lead.forwarded_by.is_some() {
+            "forwarded"
+        } else {
+            "sent"
         };
+        if trusted {
+            let why = format!("{verb} by {} ({addr})", a.name);
+            return Some((a, Step::Forwarder, why));
+        }
+        notes.push(format!(
+            "{verb} by {addr}, but no DKIM/DMARC pass for {domain}: not credited to {}",
+            a.name
+        ));
     }
-    let len = pool.len() as i64;
-    let slot = cursor.rem_euclid(len);
-    let agent = pool[slot as usize];
+
+    // 3. The agent the lead names.
+    if let Some(hint) = &lead.agent_hint {
+        let by_email = hint.email.as_deref().and_then(|e| {
+            dir.agent_by_email(e).or_else(|| {
+                dir.agents
+                    .iter()
+                    .find(|a| a.lead_addresses.iter().any(|x| x == e))
+            })
+        });
+        let by_name = || {
+            hint.name.as_deref().and_then(|n| {
+                dir.agents
+                    .iter()
+                    .find(|a| a.name.trim().eq_ignore_ascii_case(n.trim()))
+            })
+        };
+        match by_email.or_else(by_name) {
+            Some(a) => {
+                let why = format!("the lead names {} as its agent", a.name);
+                return Some((a, Step::AssignedAgent, why));
+            }
+            None => notes.push(format!(
+                "the lead names {} as its agent, who is not in the directory",
+                hint.email
+                    .as_deref()
+                    .or(hint.name.as_deref())
+                    .unwrap_or("someone")
+            )),
+        }
+    }
+
+    // 4. The agent's own website.
+    let url_host = lead
+        .property
+        .url
+        .as_deref()
+        .map(crate::config::website_domain);
+    let sender_domain = lead
+        .envelope
+        .from
+        .as_deref()
+        .and_then(|f| f.rsplit_once('@'))
+        .map(|(_, d)| d.to_string());
+    let hosts = sender_domain
+        .into_iter()
+        .chain(url_host)
+        .chain(lead.envelope.link_hosts.iter().cloned())
+        .chain(std::iter::once(lead.source.to_ascii_lowercase()));
+    for host in hosts {
+        if let Some((a, site)) = dir.agents.iter().find_map(|a| {
+            a.websites
+                .iter()
+                .find(|w| host == **w || host.ends_with(&format!(".{w}")))
+                .map(|w| (a, w))
+        }) {
+            let why = format!("from {}'s website {site}", a.name);
+            return Some((a, Step::AgentWebsite, why));
+        }
+    }
+
+    // 5. The agent's listing.
+    if let Some(mls) = lead.property.mls_number.as_deref() {
+        let mls = mls.to_ascii_uppercase();
+        if let Some(a) = dir.agents.iter().find(|a| a.listings.contains(&mls)) {
+            let why = format!("{}'s listing (MLS {mls})", a.name);
+            return Some((a, Step::AgentListing, why));
+        }
+    }
+    if let Some(a) = input.listing_agent.and_then(|id| dir.agent(id)) {
+        let what = lead
+            .property
+            .mls_number
+            .as_deref()
+            .map(|m| format!("MLS {m}"))
+            .or_else(|| lead.property.address.clone())
+            .unwrap_or_default();
+        let why = format!("{}'s listing ({what})", a.name);
+        return Some((a, Step::AgentListing, why));
+    }
+    None
+}
+
+/// Step 6: the general rules, then the default owner.
+fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
+    let dir = input.directory;
+    let implicit;
+    let rules: &[RuleConfig] = if dir.rules.is_empty() {
+        implicit = [RuleConfig {
+            name: GENERAL_POOL.to_string(),
+            sources: Vec::new(),
+            lead_types: Vec::new(),
+            min_price: None,
+            max_price: None,
+            zips: Vec::new(),
+            assign: Assign::RoundRobin,
+            pool: Vec::new(),
+            agent: None,
+        }];
+        &implicit
+    } else {
+        &dir.rules
+    };
+    let halted = |id: &str| input.halts.iter().find(|h| h.agent == id);
+    let owner_for = |agent: &str| match dir.routing.general_owner {
+        OwnerPolicy::Agent => agent.to_string(),
+        OwnerPolicy::Brokerage => dir.default_owner.clone(),
+    };
+
+    for rule in rules {
+        if let Err(why) = rule_matches(rule, input.lead) {
+            trace.rules.push(RuleTrace {
+                rule: rule.name.clone(),
+                matched: false,
+                why,
+            });
+            continue;
+        }
+        trace.rules.push(RuleTrace {
+            rule: rule.name.clone(),
+            matched: true,
+            why: "every condition holds".to_string(),
+        });
+        match rule.assign {
+            Assign::Pond => {
+                trace.step = Step::GeneralRule;
+                return RoutingDecision {
+                    kind: RouteKind::General,
+                    owner: dir.default_owner.clone(),
+                    user: dir.default_owner.clone(),
+                    rule: Some(rule.name.clone()),
+                    reason: format!(
+                        "rule {:?}: left in the pond for manual distribution",
+                        rule.name
+                    ),
+                    unassigned: true,
+                    trace,
+                };
+            }
+            Assign::Agent => {
+                let id = rule.agent.as_deref().unwrap_or("");
+                match (dir.agent(id), halted(id)) {
+                    (Some(a), None) if a.active => {
+                        trace.step = Step::GeneralRule;
+                        trace.candidates = vec![a.id.clone()];
+                        return RoutingDecision {
+                            kind: RouteKind::General,
+                            owner: owner_for(&a.id),
+                            user: a.id.clone(),
+                            rule: Some(rule.name.clone()),
+                            reason: format!("rule {:?}: assigned to {}", rule.name, a.name),
+                            unassigned: false,
+                            trace,
+                        };
+                    }
+                    (_, Some(h)) => trace.skipped.push(Skip {
+                        agent: id.to_string(),
+                        why: format!("halted: {}", h.reason),
+                    }),
+                    _ => trace.skipped.push(Skip {
+                        agent: id.to_string(),
+                        why: "inactive".to_string(),
+                    }),
+                }
+            }
+            Assign::RoundRobin => {
+                let members: Vec<&Agent> = if rule.pool.is_empty() {
+                    dir.agents
+                        .iter()
+                        .filter(|a| a.role == Role::Agent)
+                        .collect()
+                } else {
+                    rule.pool.iter().filter_map(|id| dir.agent(id)).collect()
+                };
+                let sequence = weighted_sequence(&members);
+                trace.candidates = members.iter().map(|a| a.id.clone()).collect();
+                if sequence.is_empty() {
+                    continue;
+                }
+                let before = input.cursors.get(&rule.name).copied().unwrap_or(0);
+                let len = sequence.len() as i64;
+                for step in 0..len {
+                    let slot = (before + step).rem_euclid(len);
+                    let agent = sequence[slot as usize];
+                    let unavailable = if !agent.active {
+                        Some("inactive".to_string())
+                    } else {
+                        halted(&agent.id).map(|h| format!("halted: {}", h.reason))
+                    };
+                    if let Some(why) = unavailable {
+                        if !trace.skipped.iter().any(|s| s.agent == agent.id) {
+                            trace.skipped.push(Skip {
+                                agent: agent.id.clone(),
+                                why,
+                            });
+                        }
+                        continue;
+                    }
+                    trace.step = Step::GeneralRule;
+                    trace.cursor = Some(CursorMove {
+                        pool: rule.name.clone(),
+                        before,
+                        after: slot + 1,
+                    });
+                    return RoutingDecision {
+                        kind: RouteKind::General,
+                        owner: owner_for(&agent.id),
+                        user: agent.id.clone(),
+                        rule: Some(rule.name.clone()),
+                        reason: format!(
+                            "rule {:?}: round robin, {}'s turn (slot {} of {})",
+                            rule.name,
+                            agent.name,
+                            slot + 1,
+                            len
+                        ),
+                        unassigned: false,
+                        trace,
+                    };
+                }
+            }
+        }
+    }
+    trace.step = Step::DefaultOwner;
+    let why = if trace.rules.iter().any(|r| r.matched) {
+        "every matching rule's agents are halted or inactive"
+    } else {
+        "no rule matched"
+    };
     RoutingDecision {
         kind: RouteKind::General,
-        owner: agent.id.clone(),
-        user: agent.id.clone(),
-        rule: Some("round_robin".to_string()),
-        reason: format!(
-            "round robin: turn {} of {} agents in the general pool",
-            slot + 1,
-            len
-        ),
-        cursor: Some(CursorMove {
-            pool: GENERAL_POOL.to_string(),
-            before: cursor,
-            after: slot + 1,
-        }),
+        owner: dir.default_owner.clone(),
+        user: dir.default_owner.clone(),
+        rule: None,
+        reason: format!("{why}: the brokerage's default owner"),
+        unassigned: false,
+        trace,
     }
+}
+
+/// A weighted rotation: round r holds every agent whose weight exceeds r, so
+/// weights 2 and 1 give [a, b, a] rather than [a, a, b].
+fn weighted_sequence<'a>(members: &[&'a Agent]) -> Vec<&'a Agent> {
+    let rounds = members.iter().map(|a| a.weight).max().unwrap_or(0).min(100);
+    (0..rounds)
+        .flat_map(|r| members.iter().copied().filter(move |a| a.weight > r))
+        .collect()
+}
+
+/// `Ok` when every condition of the rule holds for the lead, else why not.
+fn rule_matches(rule: &RuleConfig, lead: &ParsedMessage) -> Result<(), String> {
+    if !rule.sources.is_empty()
+        && !rule
+            .sources
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&lead.source))
+    {
+        return Err(format!(
+            "source {} is not one of {:?}",
+            lead.source, rule.sources
+        ));
+    }
+    if !rule.lead_types.is_empty() {
+        match lead.lead_type {
+            Some(t) if rule.lead_types.contains(&t) => {}
+            Some(t) => return Err(format!("lead type {} does not match", t.as_str())),
+            None => return Err("the lead type is unknown".to_string()),
+        }
+    }
+    if rule.min_price.is_some() || rule.max_price.is_some() {
+        let Some(price) = lead.property.price else {
+            return Err("the price is unknown".to_string());
+        };
+        if rule.min_price.is_some_and(|lo| price < lo)
+            || rule.max_price.is_some_and(|hi| price > hi)
+        {
+            return Err(format!("price {price} is out of range"));
+        }
+    }
+    if !rule.zips.is_empty() {
+        match lead.property.address.as_deref().and_then(zip_of) {
+            Some(zip) if rule.zips.iter().any(|z| z == zip) => {}
+            Some(zip) => return Err(format!("zip {zip} is not one of {:?}", rule.zips)),
+            None => return Err("the zip code is unknown".to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// The five-digit zip code at the end of an address.
+fn zip_of(address: &str) -> Option<&str> {
+    address
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .rev()
+        .find(|t| !t.is_empty())
+        .map(|t| t.split('-').next().unwrap_or(t))
+        .filter(|t| t.len() == 5)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::lead::{Contact, Envelope, Property, Verdict};
-
-    fn dir() -> Directory {
-        let agent = |id: &str, role| Agent {
-            id: id.to_string(),
-            name: id.to_uppercase(),
-            emails: vec![format!("{id}@acme.example")],
-            role,
-        };
-        Directory {
-            brokerage_id: "acme".into(),
-            default_owner: "amy".into(),
-            agents: vec![
-                agent("amy", Role::Admin),
-                agent("jane", Role::Agent),
-                agent("bob", Role::Agent),
-            ],
-        }
-    }
-
-    fn lead(forwarded_by: Option<&str>, from: Option<&str>) -> ParsedMessage {
-        ParsedMessage {
-            verdict: Verdict::Lead,
-            reason: None,
-            source: "generic".into(),
-            lead_type: None,
-            contact: Contact::default(),
-            property: Property::default(),
-            message: None,
-            forwarded_by: forwarded_by.map(str::to_string),
-            agent_hint: None,
-            message_id: None,
-            subject: None,
-            envelope: Envelope {
-                from: from.map(str::to_string),
-                recipients: vec![],
-            },
-        }
-    }
-
-    #[test]
-    fn forwarded_by_an_agent_is_direct_to_them() {
-        let d = route(&lead(Some("BOB@acme.example"), None), &dir(), 0);
-        assert_eq!(
-            (d.kind, d.owner.as_str(), d.user.as_str()),
-            (RouteKind::Direct, "bob", "bob")
-        );
-        assert!(d.cursor.is_none(), "direct leads do not take a turn");
-    }
-
-    #[test]
-    fn sent_by_an_agent_is_direct_to_them() {
-        let d = route(&lead(None, Some("jane@acme.example")), &dir(), 0);
-        assert_eq!((d.kind, d.owner.as_str()), (RouteKind::Direct, "jane"));
-    }
-
-    #[test]
-    fn forwarded_by_a_stranger_is_general() {
-        let d = route(&lead(Some("x@elsewhere.example"), None), &dir(), 0);
-        assert_eq!(d.kind, RouteKind::General);
-    }
-
-    #[test]
-    fn round_robin_rotates_over_agents_only() {
-        let mut cursor = 0;
-        let mut got = Vec::new();
-        for _ in 0..4 {
-            let d = route(&lead(None, Some("someone@example.com")), &dir(), cursor);
-            cursor = d.cursor.as_ref().unwrap().after;
-            got.push(d.user);
-        }
-        assert_eq!(got, ["jane", "bob", "jane", "bob"]);
-    }
-
-    #[test]
-    fn empty_pool_goes_to_default_owner() {
-        let mut d = dir();
-        d.agents.retain(|a| a.role == Role::Admin);
-        let r = route(&lead(None, None), &d, 5);
-        assert_eq!((r.owner.as_str(), r.user.as_str()), ("amy", "amy"));
-    }
-}
+mod tests;

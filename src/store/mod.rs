@@ -7,6 +7,7 @@
 //! (`synchronous = FULL`) before anything is acknowledged upstream.
 //! Row mapping lives here and nowhere else.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::config::BrokerageConfig;
+use crate::route::Halt;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -54,6 +56,8 @@ pub struct NewMessage<'a> {
     pub outcome: &'a str,
     pub reason: Option<&'a str>,
     pub raw: &'a [u8],
+    /// The existing lead this message attached to (repeat inquiry).
+    pub lead_id: Option<i64>,
 }
 
 /// What is already stored for a message key.
@@ -92,6 +96,8 @@ pub struct LeadRecord {
     pub agent_hint: Option<crate::lead::AgentHint>,
     pub subject: Option<String>,
     pub message_id: Option<String>,
+    /// Left in the pond for manual distribution.
+    pub unassigned: bool,
     pub created_at: String,
 }
 
@@ -290,6 +296,7 @@ fn lead_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord> {
         ),
         subject: r.try_get("subject")?,
         message_id: r.try_get("mid")?,
+        unassigned: r.try_get::<i64, _>("unassigned")? != 0,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -307,7 +314,7 @@ impl StoreTx {
         dedupe_key: &str,
     ) -> Result<Option<ExistingMessage>> {
         let row = sqlx::query(
-            "SELECT m.id, m.outcome, l.id AS lead_id FROM messages m
+            "SELECT m.id, m.outcome, COALESCE(l.id, m.lead_id) AS lead_id FROM messages m
              LEFT JOIN leads l ON l.message_row = m.id
              WHERE m.brokerage_key = ?1 AND m.dedupe_key = ?2",
         )
@@ -329,8 +336,8 @@ impl StoreTx {
     pub async fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<i64> {
         let id = sqlx::query_scalar(
             "INSERT INTO messages (brokerage_key, dedupe_key, sha256, message_id, origin,
-                                   received_at, outcome, reason, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                                   received_at, outcome, reason, raw, lead_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         )
         .bind(m.brokerage_key)
         .bind(m.dedupe_key)
@@ -341,21 +348,72 @@ impl StoreTx {
         .bind(m.outcome)
         .bind(m.reason)
         .bind(m.raw)
+        .bind(m.lead_id)
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(id)
     }
 
-    /// The stored round-robin position of a pool (0 when never used).
-    pub async fn cursor(&mut self, brokerage_id: &str, pool: &str) -> Result<i64> {
-        let pos: Option<i64> = sqlx::query_scalar(
-            "SELECT position FROM round_robin_cursors WHERE brokerage_id = ?1 AND pool = ?2",
+    /// The stored round-robin positions of a brokerage's pools.
+    pub async fn cursors(&mut self, brokerage_id: &str) -> Result<HashMap<String, i64>> {
+        let rows =
+            sqlx::query("SELECT pool, position FROM round_robin_cursors WHERE brokerage_id = ?1")
+                .bind(brokerage_id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("pool")?, r.try_get("position")?)))
+            .collect()
+    }
+
+    /// Halts in force at `now` (RFC 3339) in a brokerage.
+    pub async fn active_halts(&mut self, brokerage_id: &str, now: &str) -> Result<Vec<Halt>> {
+        active_halts(&mut *self.tx, brokerage_id, now).await
+    }
+
+    /// The agent of an imported listing with this MLS number or address key.
+    pub async fn listing_agent(
+        &mut self,
+        brokerage_id: &str,
+        mls_number: Option<&str>,
+        address_key: Option<&str>,
+    ) -> Result<Option<String>> {
+        let agent = sqlx::query_scalar(
+            "SELECT agent_id FROM listings WHERE brokerage_id = ?1
+               AND ((?2 IS NOT NULL AND mls_number = ?2) OR (?3 IS NOT NULL AND address_key = ?3))
+             ORDER BY (mls_number = ?2) DESC, id DESC LIMIT 1",
         )
         .bind(brokerage_id)
-        .bind(pool)
+        .bind(mls_number.map(str::to_ascii_uppercase))
+        .bind(address_key)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(pos.unwrap_or(0))
+        Ok(agent)
+    }
+
+    /// The lead an inquiry repeats: same brokerage, created since `since`,
+    /// and the same email, or the same phone and name.
+    pub async fn find_repeat(
+        &mut self,
+        brokerage_id: &str,
+        contact: &crate::lead::Contact,
+        since: &str,
+    ) -> Result<Option<i64>> {
+        let id = sqlx::query_scalar(
+            "SELECT id FROM leads WHERE brokerage_id = ?1 AND created_at >= ?2
+               AND ((?3 IS NOT NULL AND contact_email = ?3)
+                 OR (?4 IS NOT NULL AND ?5 IS NOT NULL AND contact_phone = ?4
+                     AND lower(contact_name) = lower(?5)))
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(brokerage_id)
+        .bind(since)
+        .bind(contact.email.as_deref())
+        .bind(contact.phone.as_deref())
+        .bind(contact.name.as_deref())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(id)
     }
 
     pub async fn set_cursor(
@@ -386,9 +444,9 @@ impl StoreTx {
             "INSERT INTO leads (brokerage_id, message_row, kind, owner_id, user_id, rule, reason,
                 source, lead_type, contact_name, contact_email, contact_phone, property_address,
                 mls_number, price, property_url, message, forwarded_by, agent_hint_name,
-                agent_hint_email, subject, trace, created_at)
+                agent_hint_email, subject, trace, created_at, unassigned)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23)
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24)
              RETURNING id",
         )
         .bind(new.brokerage_id)
@@ -414,6 +472,7 @@ impl StoreTx {
         .bind(&l.subject)
         .bind(serde_json::to_string(d)?)
         .bind(&at)
+        .bind(d.unassigned)
         .fetch_one(&mut *self.tx)
         .await?;
         self.add_event(
@@ -440,7 +499,7 @@ impl StoreTx {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn add_event(
+    pub async fn add_event(
         &mut self,
         lead_id: i64,
         at: &str,
@@ -450,24 +509,209 @@ impl StoreTx {
         to: Option<&str>,
         note: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO lead_events (lead_id, at, kind, actor, from_agent, to_agent, note)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(lead_id)
-        .bind(at)
-        .bind(kind)
-        .bind(actor)
-        .bind(from)
-        .bind(to)
-        .bind(note)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        add_event(&mut *self.tx, lead_id, at, kind, actor, from, to, note).await
     }
 
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_event(
+    conn: &mut sqlx::SqliteConnection,
+    lead_id: i64,
+    at: &str,
+    kind: &str,
+    actor: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    note: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO lead_events (lead_id, at, kind, actor, from_agent, to_agent, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(lead_id)
+    .bind(at)
+    .bind(kind)
+    .bind(actor)
+    .bind(from)
+    .bind(to)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn active_halts(
+    conn: &mut sqlx::SqliteConnection,
+    brokerage_id: &str,
+    now: &str,
+) -> Result<Vec<Halt>> {
+    let rows = sqlx::query(
+        "SELECT agent_id, reason, until, by_agent FROM halts
+         WHERE brokerage_id = ?1 AND ended_at IS NULL AND (until IS NULL OR until > ?2)
+         ORDER BY id",
+    )
+    .bind(brokerage_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Halt {
+                agent: r.try_get("agent_id")?,
+                reason: r.try_get("reason")?,
+                until: r.try_get("until")?,
+                by: r.try_get("by_agent")?,
+            })
+        })
+        .collect()
+}
+
+/// Which of a lead's agents a reassignment changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee {
+    Owner,
+    User,
+}
+
+/// One imported listing.
+#[derive(Debug, Clone)]
+pub struct ListingRow {
+    pub mls_number: Option<String>,
+    pub address: Option<String>,
+    pub address_key: Option<String>,
+    pub agent: String,
+}
+
+impl Store {
+    /// Halts in force now in a brokerage.
+    pub async fn halts(&self, brokerage_id: &str) -> Result<Vec<Halt>> {
+        let mut conn = self.pool.acquire().await?;
+        active_halts(&mut conn, brokerage_id, &now()).await
+    }
+
+    /// Halts an agent, replacing a halt already in force.
+    pub async fn halt(
+        &self,
+        brokerage_id: &str,
+        agent_id: &str,
+        reason: &str,
+        until: Option<&str>,
+        by: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let at = now();
+        sqlx::query(
+            "UPDATE halts SET ended_at = ?3, ended_by = ?4
+             WHERE brokerage_id = ?1 AND agent_id = ?2 AND ended_at IS NULL",
+        )
+        .bind(brokerage_id)
+        .bind(agent_id)
+        .bind(&at)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO halts (brokerage_id, agent_id, reason, until, by_agent, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(brokerage_id)
+        .bind(agent_id)
+        .bind(reason)
+        .bind(until)
+        .bind(by)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends an agent's halt; `false` when none was in force.
+    pub async fn resume(&self, brokerage_id: &str, agent_id: &str, by: &str) -> Result<bool> {
+        let at = now();
+        let done = sqlx::query(
+            "UPDATE halts SET ended_at = ?3, ended_by = ?4
+             WHERE brokerage_id = ?1 AND agent_id = ?2 AND ended_at IS NULL
+               AND (until IS NULL OR until > ?3)",
+        )
+        .bind(brokerage_id)
+        .bind(agent_id)
+        .bind(&at)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Changes a lead's owner or user and records the change with its note,
+    /// in one transaction. Returns the previous agent.
+    pub async fn reassign(
+        &self,
+        lead_id: i64,
+        which: Assignee,
+        to: &str,
+        note: &str,
+        by: &str,
+    ) -> Result<String> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (column, kind) = match which {
+            Assignee::Owner => ("owner_id", "owner_changed"),
+            Assignee::User => ("user_id", "user_changed"),
+        };
+        let from: String = sqlx::query_scalar(&format!("SELECT {column} FROM leads WHERE id = ?1"))
+            .bind(lead_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "UPDATE leads SET {column} = ?2, unassigned = 0 WHERE id = ?1"
+        ))
+        .bind(lead_id)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        add_event(
+            &mut tx,
+            lead_id,
+            &now(),
+            kind,
+            by,
+            Some(&from),
+            Some(to),
+            Some(note),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(from)
+    }
+
+    /// Replaces a brokerage's imported listings with `rows`.
+    pub async fn import_listings(&self, brokerage_id: &str, rows: &[ListingRow]) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM listings WHERE brokerage_id = ?1")
+            .bind(brokerage_id)
+            .execute(&mut *tx)
+            .await?;
+        let at = now();
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO listings (brokerage_id, mls_number, address, address_key, agent_id, imported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(brokerage_id)
+            .bind(r.mls_number.as_deref().map(str::to_ascii_uppercase))
+            .bind(r.address.as_deref())
+            .bind(r.address_key.as_deref())
+            .bind(&r.agent)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }
