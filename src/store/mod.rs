@@ -368,7 +368,7 @@ impl StoreTx {
 
     /// Halts in force at `now` (RFC 3339) in a brokerage.
     pub async fn active_halts(&mut self, brokerage_id: &str, now: &str) -> Result<Vec<Halt>> {
-        active_halts(&mut *self.tx, brokerage_id, now).await
+        active_halts(&mut self.tx, brokerage_id, now).await
     }
 
     /// The agent of an imported listing with this MLS number or address key.
@@ -509,7 +509,7 @@ impl StoreTx {
         to: Option<&str>,
         note: Option<&str>,
     ) -> Result<()> {
-        add_event(&mut *self.tx, lead_id, at, kind, actor, from, to, note).await
+        add_event(&mut self.tx, lead_id, at, kind, actor, from, to, note).await
     }
 
     pub async fn commit(self) -> Result<()> {
