@@ -3,6 +3,7 @@
 //! store`; the binary (`src/main.rs`) is a thin command-line edge over it.
 //! See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod config;
 pub mod lead;
 pub mod parse;

@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use leadmail::admin;
 use leadmail::config::Config;
 use leadmail::lead::ParseReport;
 use leadmail::parse::{self, ParseOptions};
 use leadmail::pipeline::{IngestReport, Pipeline};
 use leadmail::source::file;
-use leadmail::store::Store;
+use leadmail::store::{Assignee, Store};
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +64,16 @@ enum Command {
         #[command(subcommand)]
         command: LeadsCommand,
     },
+    /// Halt, resume and list agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// Import a brokerage's listings (for routing leads on a listing to its agent).
+    Listings {
+        #[command(subcommand)]
+        command: ListingsCommand,
+    },
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
     /// Create or upgrade the database schema.
@@ -70,7 +81,61 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum AgentsCommand {
+    /// Stop brokerage-generated leads for an agent (vacation, leave). Admins only.
+    Halt {
+        /// BROKERAGE/AGENT
+        target: String,
+        #[arg(long)]
+        reason: String,
+        /// When the halt ends on its own (RFC 3339, e.g. 2026-12-24T09:00:00Z).
+        #[arg(long)]
+        until: Option<String>,
+        /// The admin doing it.
+        #[arg(long)]
+        by: String,
+    },
+    /// End an agent's halt. Admins only.
+    Resume {
+        /// BROKERAGE/AGENT
+        target: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Every agent, and who is halted, why and until when.
+    List {
+        #[arg(long, value_name = "ID")]
+        brokerage: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListingsCommand {
+    /// Replace a brokerage's imported listings with a CSV file (mls_number,address,agent).
+    Import { brokerage: String, file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum LeadsCommand {
+    /// Change a lead's owner or assigned user; the note is required.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["user", "owner"])))]
+    Reassign {
+        lead: i64,
+        /// The new assigned user.
+        #[arg(long, value_name = "AGENT")]
+        user: Option<String>,
+        /// The new owner.
+        #[arg(long, value_name = "AGENT")]
+        owner: Option<String>,
+        /// Why (recorded in the lead's history).
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+        /// Who is doing it (an admin or the lead's owner).
+        #[arg(long, value_name = "ACTOR")]
+        by: String,
+    },
     /// List stored leads.
     List {
         #[arg(long, value_name = "ID")]
@@ -134,8 +199,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
-            let store = Store::open(&config.database.url).await?;
-            store.sync_directory(&config.brokerages).await?;
+            let store = open_store(&config).await?;
             store.close().await;
             println!(
                 "database is up to date: {}",
@@ -148,10 +212,89 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             format,
             inputs,
         } => cmd_ingest(cli.config.as_deref(), brokerage.as_deref(), format, &inputs).await,
+        Command::Agents { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = open_store(&config).await?;
+            match command {
+                AgentsCommand::Halt {
+                    target,
+                    reason,
+                    until,
+                    by,
+                } => {
+                    let h = admin::halt(&store, &config, &target, &reason, until.as_deref(), &by)
+                        .await?;
+                    println!(
+                        "{target} halted by {by}: {}{}",
+                        h.reason,
+                        h.until.map(|u| format!(" (until {u})")).unwrap_or_default()
+                    );
+                }
+                AgentsCommand::Resume { target, by } => {
+                    if admin::resume(&store, &config, &target, &by).await? {
+                        println!("{target} resumed by {by}");
+                    } else {
+                        println!("{target} was not halted");
+                    }
+                }
+                AgentsCommand::List { brokerage, format } => {
+                    let agents = admin::agents(&store, &config, brokerage.as_deref()).await?;
+                    match format {
+                        Format::Json => {
+                            for a in &agents {
+                                println!("{}", serde_json::to_string(a)?);
+                            }
+                        }
+                        Format::Table => print_agents_table(&agents),
+                    }
+                }
+            }
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Listings {
+            command: ListingsCommand::Import { brokerage, file },
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let b = config
+                .brokerage(&brokerage)
+                .ok_or_else(|| admin::AdminError::UnknownBrokerage(brokerage.clone()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let rows = admin::parse_listings_csv(&text, b)
+                .with_context(|| format!("{}", file.display()))?;
+            let store = open_store(&config).await?;
+            store.import_listings(&b.id, &rows).await?;
+            store.close().await;
+            println!("imported {} listings for {}", rows.len(), b.id);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Leads { command } => {
             let config = Config::load(cli.config.as_deref())?;
-            let store = Store::open(&config.database.url).await?;
+            let store = open_store(&config).await?;
             let code = match command {
+                LeadsCommand::Reassign {
+                    lead,
+                    user,
+                    owner,
+                    note,
+                    by,
+                } => {
+                    let (which, to) = match (user, owner) {
+                        (Some(u), _) => (Assignee::User, u),
+                        (None, Some(o)) => (Assignee::Owner, o),
+                        (None, None) => bail!("give --user or --owner"),
+                    };
+                    let from =
+                        admin::reassign(&store, &config, lead, which, &to, &note, &by).await?;
+                    let what = if which == Assignee::User {
+                        "user"
+                    } else {
+                        "owner"
+                    };
+                    println!("lead {lead}: {what} {from} -> {to} ({note})");
+                    ExitCode::SUCCESS
+                }
                 LeadsCommand::List { brokerage, format } => {
                     let leads = store.list_leads(brokerage.as_deref()).await?;
                     match format {
@@ -218,13 +361,7 @@ async fn cmd_ingest(
     {
         bail!("--brokerage {id}: no such brokerage in the configuration");
     }
-    let store = Store::open(&config.database.url).await.with_context(|| {
-        format!(
-            "opening {}",
-            leadmail::config::redact_url(&config.database.url)
-        )
-    })?;
-    store.sync_directory(&config.brokerages).await?;
+    let store = open_store(&config).await?;
     let pipeline = Pipeline::new(config, store);
     let inputs = file::expand(inputs)?;
     let mut failures = 0usize;
@@ -255,6 +392,51 @@ async fn cmd_ingest(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Opens the store and mirrors the configured directory into it.
+async fn open_store(config: &Config) -> Result<Store> {
+    let store = Store::open(&config.database.url).await.with_context(|| {
+        format!(
+            "opening {}",
+            leadmail::config::redact_url(&config.database.url)
+        )
+    })?;
+    store.sync_directory(&config.brokerages).await?;
+    Ok(store)
+}
+
+fn print_agents_table(agents: &[admin::AgentStatus]) {
+    let rows: Vec<Vec<String>> = agents
+        .iter()
+        .map(|a| {
+            let status = match &a.halted {
+                Some(h) => format!(
+                    "halted by {}: {}{}",
+                    h.by,
+                    h.reason,
+                    h.until
+                        .as_ref()
+                        .map(|u| format!(" (until {u})"))
+                        .unwrap_or_default()
+                ),
+                None if !a.active => "inactive".to_string(),
+                None => "available".to_string(),
+            };
+            vec![
+                a.brokerage.clone(),
+                a.id.clone(),
+                a.name.clone(),
+                a.role.to_string(),
+                a.weight.to_string(),
+                status,
+            ]
+        })
+        .collect();
+    print_table(
+        &["BROKERAGE", "AGENT", "NAME", "ROLE", "WEIGHT", "STATUS"],
+        &rows,
+    );
 }
 
 /// Prints rows under a header, each column as wide as its widest cell.
@@ -323,9 +505,10 @@ fn print_ingest_table(reports: &[IngestReport]) {
     );
     let count = |o: &str| reports.iter().filter(|r| r.outcome.as_str() == o).count();
     println!(
-        "\n{} messages: {} created, {} duplicate, {} ignored, {} quarantined",
+        "\n{} messages: {} created, {} repeat, {} duplicate, {} ignored, {} quarantined",
         reports.len(),
         count("created"),
+        count("repeat"),
         count("duplicate"),
         count("ignored"),
         count("quarantined")

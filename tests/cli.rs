@@ -1,82 +1,12 @@
 //! End-to-end tests of the `leadmail` binary on the fixture corpus, each
 //! against a fresh SQLite file in a temporary directory.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{Env, bin, json_lines, root};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_leadmail"));
-    c.env_remove("LEADMAIL_CONFIG").env_remove("RUST_LOG");
-    c
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A temporary directory holding the demo configuration with its database moved inside.
-struct Env {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let demo = std::fs::read_to_string(root().join("config/leadmail.toml")).unwrap();
-        let db = dir.path().join("db/leads.db");
-        let text = demo.replace(
-            "url = \"sqlite://data/leadmail.db\"",
-            &format!("url = \"sqlite://{}\"", db.display()),
-        );
-        assert_ne!(text, demo, "demo config has the expected database line");
-        let config = dir.path().join("leadmail.toml");
-        std::fs::write(&config, text).unwrap();
-        Env { dir, config }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        bin()
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
-    }
-
-    fn ingest_json(&self, inputs: &[&Path]) -> Vec<Value> {
-        let mut args = vec!["ingest", "--format", "json"];
-        let inputs: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
-        args.extend(inputs.iter().map(String::as_str));
-        let out = self.run(&args);
-        assert!(
-            out.status.success(),
-            "ingest failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_lines(&out.stdout)
-    }
-
-    fn leads(&self) -> Vec<Value> {
-        let out = self.run(&["leads", "list", "--format", "json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_lines(&out.stdout)
-    }
-}
-
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect()
-}
 
 fn fixture_dir() -> PathBuf {
     root().join("fixtures/emails")

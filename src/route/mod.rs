@@ -195,6 +195,7 @@ pub struct RoutingDecision {
     pub reason: String,
     /// Left in the pond for manual distribution (owned and used by the default owner).
     pub unassigned: bool,
+    #[serde(flatten)]
     pub trace: RoutingTrace,
 }
 

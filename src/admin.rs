@@ -1,0 +1,306 @@
+//! Operations people perform on the directory and on leads: halting and
+//! resuming agents, reassigning leads, importing listings. Each checks who
+//! may do it against the configured directory, then records it in the store
+//! with the actor and, for lead changes, the note that explains it.
+
+use serde::Serialize;
+
+use crate::config::{BrokerageConfig, Config, Role};
+use crate::route::{Halt, address};
+use crate::store::{Assignee, ListingRow, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no brokerage {0:?} in the configuration")]
+    UnknownBrokerage(String),
+    #[error("no agent {agent:?} in brokerage {brokerage:?}")]
+    UnknownAgent { brokerage: String, agent: String },
+    #[error("agent {0:?} is inactive and cannot be given leads")]
+    InactiveAgent(String),
+    #[error("{0:?} is not an admin of brokerage {1:?}: only admins may halt or resume agents")]
+    NotAdmin(String, String),
+    #[error(
+        "{actor:?} may not reassign lead {lead}: only the brokerage's admins and the lead's owner may"
+    )]
+    NotAllowed { actor: String, lead: i64 },
+    #[error("no lead with id {0}")]
+    UnknownLead(i64),
+    #[error("a note explaining the change is required")]
+    MissingNote,
+    #[error("expected BROKERAGE/AGENT, got {0:?}")]
+    BadTarget(String),
+    #[error("invalid time {0:?}: use RFC 3339, e.g. 2026-12-24T09:00:00Z")]
+    BadTime(String),
+    #[error("line {line}: {message}")]
+    Csv { line: u64, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = AdminError> = std::result::Result<T, E>;
+
+/// Resolves `brokerage/agent` against the configuration.
+pub fn target<'a>(config: &'a Config, spec: &str) -> Result<(&'a BrokerageConfig, String)> {
+    let (b, a) = spec
+        .split_once('/')
+        .ok_or_else(|| AdminError::BadTarget(spec.to_string()))?;
+    let brokerage = config
+        .brokerage(b)
+        .ok_or_else(|| AdminError::UnknownBrokerage(b.to_string()))?;
+    if !brokerage.agents.iter().any(|x| x.id == a) {
+        return Err(AdminError::UnknownAgent {
+            brokerage: b.to_string(),
+            agent: a.to_string(),
+        });
+    }
+    Ok((brokerage, a.to_string()))
+}
+
+fn require_admin(brokerage: &BrokerageConfig, actor: &str) -> Result<()> {
+    let is_admin = brokerage
+        .agents
+        .iter()
+        .any(|a| a.id == actor && a.role == Role::Admin);
+    if is_admin {
+        Ok(())
+    } else {
+        Err(AdminError::NotAdmin(
+            actor.to_string(),
+            brokerage.id.clone(),
+        ))
+    }
+}
+
+/// An RFC 3339 time with any offset, as the UTC form the store compares.
+pub fn utc_time(raw: &str) -> Result<String> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(raw.trim(), &Rfc3339)
+        .map_err(|_| AdminError::BadTime(raw.to_string()))?;
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|_| AdminError::BadTime(raw.to_string()))
+}
+
+/// Halts an agent until `until` (or until resumed). Admins only.
+pub async fn halt(
+    store: &Store,
+    config: &Config,
+    spec: &str,
+    reason: &str,
+    until: Option<&str>,
+    by: &str,
+) -> Result<Halt> {
+    let (brokerage, agent) = target(config, spec)?;
+    require_admin(brokerage, by)?;
+    if reason.trim().is_empty() {
+        return Err(AdminError::MissingNote);
+    }
+    let until = until.map(utc_time).transpose()?;
+    store
+        .halt(&brokerage.id, &agent, reason.trim(), until.as_deref(), by)
+        .await?;
+    Ok(Halt {
+        agent,
+        reason: reason.trim().to_string(),
+        until,
+        by: by.to_string(),
+    })
+}
+
+/// Ends an agent's halt. Admins only. `false` when they were not halted.
+pub async fn resume(store: &Store, config: &Config, spec: &str, by: &str) -> Result<bool> {
+    let (brokerage, agent) = target(config, spec)?;
+    require_admin(brokerage, by)?;
+    Ok(store.resume(&brokerage.id, &agent, by).await?)
+}
+
+/// Changes a lead's owner or user. Allowed for the brokerage's admins and the
+/// lead's current owner; the note is required. Returns the previous agent.
+pub async fn reassign(
+    store: &Store,
+    config: &Config,
+    lead_id: i64,
+    which: Assignee,
+    to: &str,
+    note: &str,
+    by: &str,
+) -> Result<String> {
+    if note.trim().is_empty() {
+        return Err(AdminError::MissingNote);
+    }
+    let lead = store
+        .lead(lead_id)
+        .await?
+        .ok_or(AdminError::UnknownLead(lead_id))?;
+    let brokerage = config
+        .brokerage(&lead.brokerage)
+        .ok_or_else(|| AdminError::UnknownBrokerage(lead.brokerage.clone()))?;
+    let is_admin = brokerage
+        .agents
+        .iter()
+        .any(|a| a.id == by && a.role == Role::Admin);
+    if !is_admin && lead.owner != by {
+        return Err(AdminError::NotAllowed {
+            actor: by.to_string(),
+            lead: lead_id,
+        });
+    }
+    let agent = brokerage
+        .agents
+        .iter()
+        .find(|a| a.id == to)
+        .ok_or_else(|| AdminError::UnknownAgent {
+            brokerage: brokerage.id.clone(),
+            agent: to.to_string(),
+        })?;
+    if !agent.active {
+        return Err(AdminError::InactiveAgent(to.to_string()));
+    }
+    Ok(store.reassign(lead_id, which, to, note.trim(), by).await?)
+}
+
+/// Parses a listings CSV (`mls_number,address,agent`, with a header row)
+/// for one brokerage; every agent must be one of its agents.
+pub fn parse_listings_csv(text: &str, brokerage: &BrokerageConfig) -> Result<Vec<ListingRow>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| AdminError::Csv {
+            line: 1,
+            message: e.to_string(),
+        })?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(mls), Some(addr), Some(agent)) =
+        (column("mls_number"), column("address"), column("agent"))
+    else {
+        return Err(AdminError::Csv {
+            line: 1,
+            message: "the header must name mls_number, address and agent".to_string(),
+        });
+    };
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| AdminError::Csv {
+            line: e.position().map_or(0, |p| p.line()),
+            message: e.to_string(),
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let get = |i: usize| record.get(i).map(str::trim).filter(|s| !s.is_empty());
+        let agent_id = get(agent).ok_or(AdminError::Csv {
+            line,
+            message: "agent is empty".to_string(),
+        })?;
+        if !brokerage.agents.iter().any(|a| a.id == agent_id) {
+            return Err(AdminError::Csv {
+                line,
+                message: format!(
+                    "{agent_id:?} is not an agent of brokerage {:?}",
+                    brokerage.id
+                ),
+            });
+        }
+        let address = get(addr).map(str::to_string);
+        let mls_number = get(mls).map(str::to_ascii_uppercase);
+        if mls_number.is_none() && address.is_none() {
+            return Err(AdminError::Csv {
+                line,
+                message: "a listing needs an MLS number or an address".to_string(),
+            });
+        }
+        rows.push(ListingRow {
+            address_key: address.as_deref().and_then(address::key),
+            address,
+            mls_number,
+            agent: agent_id.to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// One agent as `agents list` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    pub brokerage: String,
+    pub id: String,
+    pub name: String,
+    pub role: &'static str,
+    pub active: bool,
+    pub weight: u32,
+    pub halted: Option<Halt>,
+}
+
+/// Every configured agent with their halt, if one is in force.
+pub async fn agents(
+    store: &Store,
+    config: &Config,
+    brokerage: Option<&str>,
+) -> Result<Vec<AgentStatus>> {
+    let mut out = Vec::new();
+    for b in config
+        .brokerages
+        .iter()
+        .filter(|b| brokerage.is_none_or(|id| id == b.id))
+    {
+        let halts = store.halts(&b.id).await?;
+        for a in &b.agents {
+            out.push(AgentStatus {
+                brokerage: b.id.clone(),
+                id: a.id.clone(),
+                name: a.name.clone(),
+                role: a.role.as_str(),
+                active: a.active,
+                weight: a.weight,
+                halted: halts.iter().find(|h| h.agent == a.id).cloned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acme() -> BrokerageConfig {
+        let cfg = Config::from_sources(
+            Some(
+                "[[brokerages]]\nid = \"acme\"\nname = \"A\"\nlead_addresses = [\"l@a.example\"]\ndefault_owner = \"amy\"\n[[brokerages.agents]]\nid = \"amy\"\nname = \"Amy\"\nrole = \"admin\"\n[[brokerages.agents]]\nid = \"jane\"\nname = \"Jane\"\n",
+            ),
+            &[],
+        )
+        .unwrap();
+        cfg.brokerages[0].clone()
+    }
+
+    #[test]
+    fn listings_csv_with_quoted_addresses() {
+        let rows = parse_listings_csv(
+            "mls_number,address,agent\nmls1001,\"731 Mulberry Street, Ann Arbor, MI\",jane\n,12 Oak St,amy\n",
+            &acme(),
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].mls_number.as_deref(), Some("MLS1001"));
+        assert_eq!(rows[0].address_key.as_deref(), Some("731 mulberry st"));
+        assert_eq!(rows[1].mls_number, None);
+    }
+
+    #[test]
+    fn listings_csv_errors_name_the_line() {
+        let e = parse_listings_csv("mls_number,address,agent\nA1,1 St,zed\n", &acme()).unwrap_err();
+        assert!(e.to_string().starts_with("line 2:"), "{e}");
+        assert!(parse_listings_csv("a,b\n", &acme()).is_err());
+    }
+
+    #[test]
+    fn times_are_stored_in_utc() {
+        assert_eq!(
+            utc_time("2026-12-24T09:00:00+01:00").unwrap(),
+            "2026-12-24T08:00:00Z"
+        );
+        assert!(utc_time("next tuesday").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! Shared helpers of the end-to-end tests: the `leadmail` binary run against
+//! a configuration and a fresh SQLite file in a temporary directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leadmail"));
+    c.env_remove("LEADMAIL_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary directory holding the demo configuration with its database moved inside.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// The shipped demo configuration.
+    pub fn new() -> Env {
+        Env::with_config(&std::fs::read_to_string(root().join("config/leadmail.toml")).unwrap())
+    }
+
+    /// `config_text` with its database moved into the temporary directory.
+    pub fn with_config(config_text: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = config_text.to_string();
+        let db = dir.path().join("db/leads.db");
+        let text = demo.replace(
+            "url = \"sqlite://data/leadmail.db\"",
+            &format!("url = \"sqlite://{}\"", db.display()),
+        );
+        assert_ne!(text, demo, "demo config has the expected database line");
+        let config = dir.path().join("leadmail.toml");
+        std::fs::write(&config, text).unwrap();
+        Env { dir, config }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ingest_json(&self, inputs: &[&Path]) -> Vec<Value> {
+        let mut args = vec!["ingest", "--format", "json"];
+        let inputs: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        args.extend(inputs.iter().map(String::as_str));
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "ingest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&out.stdout)
+    }
+
+    pub fn leads(&self) -> Vec<Value> {
+        let out = self.run(&["leads", "list", "--format", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&out.stdout)
+    }
+}
+
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+impl Env {
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "leadmail {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes a message file into the temporary directory and returns its path.
+    pub fn message(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn lead(&self, id: i64) -> Value {
+        serde_json::from_str(&self.ok(&["leads", "show", &id.to_string(), "--format", "json"]))
+            .unwrap()
+    }
+}
