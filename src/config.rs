@@ -101,6 +101,174 @@ pub struct BrokerageConfig {
     /// General rules, first match wins; no rules means round robin over every agent.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// The lead inbox `leadmail run` watches (see `[brokerages.imap]`).
+    pub imap: Option<ImapConfig>,
+}
+
+/// How to talk to a server: TLS from the first byte, upgraded with STARTTLS,
+/// or plain (loopback only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    Implicit,
+    Starttls,
+    None,
+}
+
+/// What to do with a message once its outcome is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterProcessing {
+    /// Move it to `processed_folder` (or `quarantine_folder`).
+    #[default]
+    Move,
+    /// Set \Seen and a keyword, and leave it where it is.
+    Flag,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    pub host: String,
+    #[serde(default = "default_imap_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// An extra trust root (PEM), e.g. for a self-signed server.
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    /// File holding the password (first line). Preferred.
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    #[serde(default = "default_mailbox")]
+    pub mailbox: String,
+    #[serde(default = "default_processed_folder")]
+    pub processed_folder: String,
+    #[serde(default = "default_quarantine_folder")]
+    pub quarantine_folder: String,
+    #[serde(default)]
+    pub after: AfterProcessing,
+    /// Seconds (or "30s", "5m") between polls when the server has no IDLE; also a safety net.
+    #[serde(default = "default_poll_interval", with = "duration_text")]
+    pub poll_interval: std::time::Duration,
+    /// Messages larger than this (as the server reports) are quarantined unread.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+}
+
+// Hand-written so that nothing secret-adjacent is ever printed by `{:?}`.
+impl std::fmt::Debug for ImapConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("mailbox", &self.mailbox)
+            .finish_non_exhaustive()
+    }
+}
+
+const fn default_imap_port() -> u16 {
+    993
+}
+fn default_mailbox() -> String {
+    "INBOX".to_string()
+}
+fn default_processed_folder() -> String {
+    "Leads/Processed".to_string()
+}
+fn default_quarantine_folder() -> String {
+    "Leads/Quarantine".to_string()
+}
+const fn default_poll_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+const fn default_max_message_bytes() -> u64 {
+    26_214_400
+}
+
+/// Durations written as seconds (`30`) or with a unit (`"30s"`, `"5m"`, `"2h"`, `"500ms"`).
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration such as \"30s\" or \"5m\""))?;
+        Ok(match unit.trim() {
+            "" | "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
+        })
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Duration::from_secs(n)),
+            Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl ImapConfig {
+    /// The password, from the file or the environment variable named in the configuration.
+    pub fn password(&self) -> Result<String, ConfigError> {
+        read_secret(self.password_file.as_deref(), self.password_env.as_deref())
+    }
+}
+
+/// Reads a secret from a file (first line, trailing newline removed) or an
+/// environment variable. Warns when the file is readable by others.
+pub fn read_secret(file: Option<&Path>, env: Option<&str>) -> Result<String, ConfigError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    message = "Password file is readable by other users; chmod 600 it.",
+                    path = %path.display()
+                );
+            }
+        }
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    if let Some(var) = env {
+        return std::env::var(var).map_err(|_| ConfigError::Invalid {
+            key: "password_env".to_string(),
+            message: format!("environment variable {var} is not set"),
+        });
+    }
+    Err(ConfigError::Invalid {
+        key: "password_file".to_string(),
+        message: "set password_file or password_env".to_string(),
+    })
 }
 
 /// Who owns a lead: the agent it is routed to, or the brokerage's default owner.
@@ -454,6 +622,35 @@ impl Config {
                     && lo > hi
                 {
                     return Err(invalid(rkey("min_price"), "min_price is above max_price"));
+                }
+            }
+            if let Some(imap) = &b.imap {
+                let ikey = |field: &str| key(&format!("imap.{field}"));
+                if imap.host.trim().is_empty() {
+                    return Err(invalid(
+                        ikey("host"),
+                        "the IMAP server's host name is required",
+                    ));
+                }
+                if imap.password_file.is_none() && imap.password_env.is_none() {
+                    return Err(invalid(
+                        ikey("password_file"),
+                        "set password_file or password_env (never a password in the file)",
+                    ));
+                }
+                let loopback = matches!(imap.host.as_str(), "localhost" | "127.0.0.1" | "::1")
+                    || imap.host.starts_with("127.");
+                if imap.tls == TlsMode::None && !loopback {
+                    return Err(invalid(
+                        ikey("tls"),
+                        "tls = \"none\" is allowed only for a loopback host",
+                    ));
+                }
+                if imap.processed_folder == imap.mailbox || imap.quarantine_folder == imap.mailbox {
+                    return Err(invalid(
+                        ikey("processed_folder"),
+                        "the processed and quarantine folders must differ from the mailbox",
+                    ));
                 }
             }
             if !agent_ids.contains(b.default_owner.as_str()) {

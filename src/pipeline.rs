@@ -74,12 +74,36 @@ pub struct IngestReport {
     /// The parse result, for people-facing output; not part of the JSON contract.
     #[serde(skip)]
     pub source: Option<String>,
+    /// How the message is filed: its own outcome, or for a duplicate the
+    /// earlier one's (`Quarantined` or not). Decides where a mailbox puts it.
+    #[serde(skip)]
+    pub filed_as: Outcome,
+}
+
+impl IngestReport {
+    /// Whether the message belongs in the quarantine folder.
+    pub fn is_quarantined(&self) -> bool {
+        self.filed_as == Outcome::Quarantined
+    }
+}
+
+/// How a message enters the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry<'a> {
+    /// Newly read.
+    New,
+    /// A stored, quarantined message processed again (its row id).
+    Replay(i64),
+    /// Kept without reading it, for this reason.
+    Quarantine(&'a str),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("message {0} is not in quarantine")]
+    NotQuarantined(i64),
 }
 
 /// Runs messages through the stages against one configuration and store.
@@ -110,6 +134,47 @@ impl Pipeline {
         raw: &RawMessage,
         brokerage: Option<&str>,
     ) -> Result<IngestReport, PipelineError> {
+        self.process(raw, brokerage, Entry::New).await
+    }
+
+    /// Keeps a message without reading it (over the size limit, say): it is
+    /// stored and counted as quarantined, and can be replayed.
+    pub async fn quarantine(
+        &self,
+        raw: &RawMessage,
+        brokerage: &str,
+        reason: &str,
+    ) -> Result<IngestReport, PipelineError> {
+        self.process(raw, Some(brokerage), Entry::Quarantine(reason))
+            .await
+    }
+
+    /// Runs a stored, quarantined message through the pipeline again (after a
+    /// parser fix or a configuration change), without fetching it anew.
+    pub async fn replay(&self, message_row: i64) -> Result<IngestReport, PipelineError> {
+        let stored = self
+            .store
+            .stored_message(message_row)
+            .await?
+            .ok_or(PipelineError::NotQuarantined(message_row))?;
+        if stored.outcome != Outcome::Quarantined.as_str() {
+            return Err(PipelineError::NotQuarantined(message_row));
+        }
+        let raw = RawMessage {
+            origin: stored.origin,
+            bytes: stored.raw,
+        };
+        let brokerage = (!stored.brokerage_key.is_empty()).then_some(stored.brokerage_key);
+        self.process(&raw, brokerage.as_deref(), Entry::Replay(message_row))
+            .await
+    }
+
+    async fn process(
+        &self,
+        raw: &RawMessage,
+        brokerage: Option<&str>,
+        entry: Entry<'_>,
+    ) -> Result<IngestReport, PipelineError> {
         let parsed = parse::parse(&raw.bytes, &self.options);
         let brokerage = match brokerage {
             Some(id) => self.config.brokerage(id),
@@ -121,105 +186,123 @@ impl Pipeline {
             None => format!("sha256:{sha256}"),
         };
         let brokerage_key = brokerage.map_or("", |b| b.id.as_str());
-
-        let (outcome, reason) = match (brokerage, parsed.verdict) {
-            (None, _) => (
+        let (mut outcome, reason) = match (entry, brokerage, parsed.verdict) {
+            (Entry::Quarantine(why), _, _) => (Outcome::Quarantined, Some(why.to_string())),
+            (_, None, _) => (
                 Outcome::Quarantined,
                 Some(
                     "no brokerage: none of the recipients is a configured lead address".to_string(),
                 ),
             ),
-            (Some(_), Verdict::Lead) => (Outcome::Created, None),
-            (Some(_), Verdict::Ignored) => (Outcome::Ignored, parsed.reason.clone()),
-            (Some(_), Verdict::Unparseable) => (Outcome::Quarantined, parsed.reason.clone()),
+            (_, Some(_), Verdict::Lead) => (Outcome::Created, None),
+            (_, Some(_), Verdict::Ignored) => (Outcome::Ignored, parsed.reason.clone()),
+            (_, Some(_), Verdict::Unparseable) => (Outcome::Quarantined, parsed.reason.clone()),
+        };
+        let report = |outcome, reason, lead_id, routing, filed_as| IngestReport {
+            input: raw.origin.clone(),
+            outcome,
+            reason,
+            brokerage: brokerage.map(|b| b.id.clone()),
+            lead_id,
+            routing,
+            source: Some(parsed.source.clone()),
+            filed_as,
         };
 
         let mut tx = self.store.begin().await?;
-        if let Some(existing) = tx.existing_message(brokerage_key, &dedupe_key).await? {
-            drop(tx);
+        let existing = tx.existing_message(brokerage_key, &dedupe_key).await?;
+        if let Some(existing) = existing.filter(|e| entry != Entry::Replay(e.id)) {
+            if let Entry::Replay(row) = entry {
+                // The message reached us again meanwhile and was filed then.
+                tx.refile_message(row, "", "duplicate", Some("replayed: a duplicate"), None)
+                    .await?;
+                tx.commit().await?;
+            }
             tracing::info!(
                 message = "Message already processed.",
                 origin = %raw.origin,
                 earlier = %existing.outcome,
                 lead_id = existing.lead_id
             );
-            return Ok(IngestReport {
-                input: raw.origin.clone(),
-                outcome: Outcome::Duplicate,
-                reason: Some(match existing.lead_id {
-                    Some(id) => format!("already processed: lead {id}"),
-                    None => format!("already processed: {}", existing.outcome),
-                }),
-                brokerage: brokerage.map(|b| b.id.clone()),
-                lead_id: existing.lead_id,
-                routing: None,
-                source: Some(parsed.source.clone()),
-            });
+            let earlier = match existing.outcome.as_str() {
+                "quarantined" => Outcome::Quarantined,
+                _ => Outcome::Created,
+            };
+            let why = match existing.lead_id {
+                Some(id) => format!("already processed: lead {id}"),
+                None => format!("already processed: {}", existing.outcome),
+            };
+            return Ok(report(
+                Outcome::Duplicate,
+                Some(why),
+                existing.lead_id,
+                None,
+                earlier,
+            ));
         }
-        if let (Outcome::Created, Some(b)) = (outcome, brokerage) {
-            let since = days_ago(b.routing.dedupe_window_days);
-            if let Some(lead_id) = tx.find_repeat(&b.id, &parsed.contact, &since).await? {
+
+        let repeat_of = match (outcome, brokerage) {
+            (Outcome::Created, Some(b)) => {
+                let since = days_ago(b.routing.dedupe_window_days);
+                tx.find_repeat(&b.id, &parsed.contact, &since).await?
+            }
+            _ => None,
+        };
+        if repeat_of.is_some() {
+            outcome = Outcome::Repeat;
+        }
+        let message_row = match entry {
+            Entry::Replay(row) => {
+                tx.refile_message(
+                    row,
+                    brokerage_key,
+                    outcome.as_str(),
+                    reason.as_deref(),
+                    repeat_of,
+                )
+                .await?;
+                row
+            }
+            Entry::New | Entry::Quarantine(_) => {
                 tx.insert_message(&NewMessage {
                     brokerage_key,
                     dedupe_key: &dedupe_key,
                     sha256: &sha256,
                     message_id: parsed.message_id.as_deref(),
                     origin: &raw.origin,
-                    outcome: Outcome::Repeat.as_str(),
-                    reason: None,
+                    outcome: outcome.as_str(),
+                    reason: reason.as_deref(),
                     raw: &raw.bytes,
-                    lead_id: Some(lead_id),
+                    lead_id: repeat_of,
                 })
-                .await?;
-                let note = format!("asked again via {}", parsed.source);
-                tx.add_event(
-                    lead_id,
-                    &now(),
-                    "repeat_inquiry",
-                    "leadmail",
-                    None,
-                    None,
-                    Some(&note),
-                )
-                .await?;
-                tx.commit().await?;
-                tracing::info!(
-                    message = "Repeat inquiry attached to its lead.",
-                    origin = %raw.origin,
-                    brokerage = brokerage_key,
-                    lead_id
-                );
-                return Ok(IngestReport {
-                    input: raw.origin.clone(),
-                    outcome: Outcome::Repeat,
-                    reason: Some(format!("repeat inquiry: attached to lead {lead_id}")),
-                    brokerage: Some(b.id.clone()),
-                    lead_id: Some(lead_id),
-                    routing: None,
-                    source: Some(parsed.source),
-                });
+                .await?
             }
-        }
-        let message_row = tx
-            .insert_message(&NewMessage {
-                brokerage_key,
-                dedupe_key: &dedupe_key,
-                sha256: &sha256,
-                message_id: parsed.message_id.as_deref(),
-                origin: &raw.origin,
-                outcome: outcome.as_str(),
-                reason: reason.as_deref(),
-                raw: &raw.bytes,
-                lead_id: None,
-            })
-            .await?;
+        };
 
-        let mut lead_id = None;
+        let mut lead_id = repeat_of;
         let mut routing = None;
-        if let (Outcome::Created, Some(b)) = (outcome, brokerage) {
-            let (id, decision) = self.create_lead(&mut tx, b, message_row, &parsed).await?;
-            lead_id = Some(id);
-            routing = Some(RoutingSummary::from(&decision));
+        match (outcome, brokerage) {
+            (Outcome::Repeat, _) => {
+                if let Some(id) = repeat_of {
+                    let note = format!("asked again via {}", parsed.source);
+                    tx.add_event(
+                        id,
+                        &now(),
+                        "repeat_inquiry",
+                        "leadmail",
+                        None,
+                        None,
+                        Some(&note),
+                    )
+                    .await?;
+                }
+            }
+            (Outcome::Created, Some(b)) => {
+                let (id, decision) = self.create_lead(&mut tx, b, message_row, &parsed).await?;
+                lead_id = Some(id);
+                routing = Some(RoutingSummary::from(&decision));
+            }
+            _ => {}
         }
         tx.commit().await?;
         tracing::info!(
@@ -230,15 +313,11 @@ impl Pipeline {
             source = %parsed.source,
             lead_id
         );
-        Ok(IngestReport {
-            input: raw.origin.clone(),
-            outcome,
-            reason,
-            brokerage: brokerage.map(|b| b.id.clone()),
-            lead_id,
-            routing,
-            source: Some(parsed.source),
-        })
+        let reason = match (outcome, repeat_of) {
+            (Outcome::Repeat, Some(id)) => Some(format!("repeat inquiry: attached to lead {id}")),
+            _ => reason,
+        };
+        Ok(report(outcome, reason, lead_id, routing, outcome))
     }
 
     async fn create_lead(

@@ -3,6 +3,7 @@
 //! files and standard input ([`file`]); IMAP comes next.
 
 pub mod file;
+pub mod imap;
 
 /// One message as read, before any interpretation.
 #[derive(Debug, Clone)]

@@ -354,6 +354,28 @@ impl StoreTx {
         Ok(id)
     }
 
+    /// Files an earlier-quarantined message again after a replay.
+    pub async fn refile_message(
+        &mut self,
+        id: i64,
+        brokerage_key: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        lead_id: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET brokerage_key = ?2, outcome = ?3, reason = ?4, lead_id = ?5 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(brokerage_key)
+        .bind(outcome)
+        .bind(reason)
+        .bind(lead_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     /// The stored round-robin positions of a brokerage's pools.
     pub async fn cursors(&mut self, brokerage_id: &str) -> Result<HashMap<String, i64>> {
         let rows =
@@ -713,6 +735,173 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// What `leadmail status` shows for one inbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxStatus {
+    pub brokerage: String,
+    pub connected: bool,
+    pub last_success: Option<String>,
+    pub processed: i64,
+    pub oldest_waiting: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub quarantined: i64,
+    pub updated_at: Option<String>,
+}
+
+/// A change to an inbox's status, as the daemon observes it.
+#[derive(Debug, Clone, Default)]
+pub struct InboxEvent<'a> {
+    pub connected: Option<bool>,
+    /// The inbox was read to the end just now.
+    pub success: bool,
+    pub processed: i64,
+    /// `Some(None)` clears it.
+    pub oldest_waiting: Option<Option<&'a str>>,
+    pub error: Option<&'a str>,
+}
+
+/// A quarantined message, for `quarantine list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedMessage {
+    pub id: i64,
+    pub brokerage: Option<String>,
+    pub origin: String,
+    pub received_at: String,
+    pub reason: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// A stored message's bytes and where it was filed, for replay.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub brokerage_key: String,
+    pub origin: String,
+    pub outcome: String,
+    pub raw: Vec<u8>,
+}
+
+impl Store {
+    /// Records what the daemon saw of an inbox.
+    pub async fn record_inbox(&self, brokerage_id: &str, e: &InboxEvent<'_>) -> Result<()> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO inbox_status (brokerage_id, updated_at) VALUES (?1, ?2)
+             ON CONFLICT (brokerage_id) DO NOTHING",
+        )
+        .bind(brokerage_id)
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE inbox_status SET
+               connected = COALESCE(?2, connected),
+               last_success = CASE WHEN ?3 THEN ?7 ELSE last_success END,
+               processed = processed + ?4,
+               oldest_waiting = CASE WHEN ?5 THEN ?6 ELSE oldest_waiting END,
+               last_error = COALESCE(?8, last_error),
+               last_error_at = CASE WHEN ?8 IS NOT NULL THEN ?7 ELSE last_error_at END,
+               updated_at = ?7
+             WHERE brokerage_id = ?1",
+        )
+        .bind(brokerage_id)
+        .bind(e.connected)
+        .bind(e.success)
+        .bind(e.processed)
+        .bind(e.oldest_waiting.is_some())
+        .bind(e.oldest_waiting.flatten())
+        .bind(&at)
+        .bind(e.error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Status of every brokerage's inbox (brokerages never run show as not connected).
+    pub async fn inbox_statuses(&self, brokerages: &[String]) -> Result<Vec<InboxStatus>> {
+        let mut out = Vec::new();
+        for b in brokerages {
+            let row = sqlx::query("SELECT * FROM inbox_status WHERE brokerage_id = ?1")
+                .bind(b)
+                .fetch_optional(&self.pool)
+                .await?;
+            let quarantined: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE brokerage_key = ?1 AND outcome = 'quarantined'",
+            )
+            .bind(b)
+            .fetch_one(&self.pool)
+            .await?;
+            out.push(match row {
+                Some(r) => InboxStatus {
+                    brokerage: b.clone(),
+                    connected: r.try_get::<i64, _>("connected")? != 0,
+                    last_success: r.try_get("last_success")?,
+                    processed: r.try_get("processed")?,
+                    oldest_waiting: r.try_get("oldest_waiting")?,
+                    last_error: r.try_get("last_error")?,
+                    last_error_at: r.try_get("last_error_at")?,
+                    quarantined,
+                    updated_at: r.try_get("updated_at")?,
+                },
+                None => InboxStatus {
+                    brokerage: b.clone(),
+                    connected: false,
+                    last_success: None,
+                    processed: 0,
+                    oldest_waiting: None,
+                    last_error: None,
+                    last_error_at: None,
+                    quarantined,
+                    updated_at: None,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn quarantined(&self) -> Result<Vec<QuarantinedMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, brokerage_key, origin, received_at, reason, message_id FROM messages
+             WHERE outcome = 'quarantined' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let b: String = r.try_get("brokerage_key")?;
+                Ok(QuarantinedMessage {
+                    id: r.try_get("id")?,
+                    brokerage: (!b.is_empty()).then_some(b),
+                    origin: r.try_get("origin")?,
+                    received_at: r.try_get("received_at")?,
+                    reason: r.try_get("reason")?,
+                    message_id: r.try_get("message_id")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn stored_message(&self, id: i64) -> Result<Option<StoredMessage>> {
+        let row = sqlx::query(
+            "SELECT id, brokerage_key, origin, outcome, raw FROM messages WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredMessage {
+                id: r.try_get("id")?,
+                brokerage_key: r.try_get("brokerage_key")?,
+                origin: r.try_get("origin")?,
+                outcome: r.try_get("outcome")?,
+                raw: r.try_get("raw")?,
+            })
+        })
+        .transpose()
     }
 }
 

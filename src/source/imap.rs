@@ -1,0 +1,504 @@
+//! IMAP input: one connection to one brokerage's lead inbox.
+//!
+//! This module only speaks IMAP: connect (implicit TLS, STARTTLS or plain on
+//! loopback), log in, list what is waiting, fetch it without setting \Seen
+//! (`BODY.PEEK[]`), and acknowledge a message once the caller has committed
+//! its outcome (UID MOVE, or COPY + \Deleted + UID EXPUNGE without MOVE, or
+//! flags). It never decides anything about a message. Every network
+//! operation has a timeout, so a hung server is detected and the connection
+//! replaced by the caller.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+
+use crate::config::{AfterProcessing, ImapConfig, TlsMode};
+
+/// Time allowed for any single network operation.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Keywords set in `after = "flag"` mode.
+pub const PROCESSED_KEYWORD: &str = "$LeadmailProcessed";
+pub const QUARANTINED_KEYWORD: &str = "$LeadmailQuarantined";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("login refused for {user}: {message}")]
+    Login { user: String, message: String },
+    #[error("IMAP: {0}")]
+    Protocol(String),
+    #[error("the server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the connection was closed")]
+    Closed,
+}
+
+impl From<async_imap::error::Error> for ImapError {
+    fn from(e: async_imap::error::Error) -> Self {
+        match e {
+            async_imap::error::Error::ConnectionLost => ImapError::Closed,
+            other => ImapError::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for ImapError {
+    fn from(e: std::io::Error) -> Self {
+        ImapError::Protocol(e.to_string())
+    }
+}
+
+async fn timed<T, E: Into<ImapError>>(
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ImapError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(ImapError::Timeout(OPERATION_TIMEOUT)),
+    }
+}
+
+/// A plain or TLS connection, so that one client type serves both.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+type Session = async_imap::Session<Stream>;
+
+/// What the selected mailbox looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxState {
+    pub uid_validity: u32,
+    pub exists: u32,
+}
+
+/// One fetched message.
+#[derive(Debug)]
+pub struct Fetched {
+    pub uid: u32,
+    pub size: u64,
+    /// The whole message, or only its header when it was over the size limit.
+    pub bytes: Vec<u8>,
+    pub oversized: bool,
+}
+
+/// Where an acknowledged message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Processed,
+    Quarantined,
+}
+
+/// A logged-in connection to one inbox, with its mailbox selected.
+pub struct Inbox {
+    session: Session,
+    config: ImapConfig,
+    can_idle: bool,
+    can_move: bool,
+    can_uidplus: bool,
+    pub state: MailboxState,
+}
+
+impl Inbox {
+    /// Connects, logs in, creates the folders it needs, and selects the mailbox.
+    pub async fn open(config: &ImapConfig, password: &str) -> Result<Inbox, ImapError> {
+        let tcp = timed(TcpStream::connect((config.host.as_str(), config.port)))
+            .await
+            .map_err(|e| match e {
+                ImapError::Protocol(m) => ImapError::Connect {
+                    host: config.host.clone(),
+                    port: config.port,
+                    source: std::io::Error::other(m),
+                },
+                other => other,
+            })?;
+        tcp.set_nodelay(true).ok();
+        let stream = match config.tls {
+            TlsMode::Implicit => Stream::Tls(Box::new(tls_connect(config, tcp).await?)),
+            TlsMode::None => {
+                tracing::warn!(
+                    message = "IMAP without TLS (loopback only).",
+                    host = %config.host
+                );
+                Stream::Plain(tcp)
+            }
+            TlsMode::Starttls => {
+                let mut client = async_imap::Client::new(tcp);
+                greeting(&mut client).await?;
+                timed(client.run_command_and_check_ok("STARTTLS", None)).await?;
+                Stream::Tls(Box::new(tls_connect(config, client.into_inner()).await?))
+            }
+        };
+        let mut client = async_imap::Client::new(stream);
+        if config.tls != TlsMode::Starttls {
+            greeting(&mut client).await?;
+        }
+        let mut session = match timed(async {
+            Ok::<_, ImapError>(client.login(&config.username, password).await)
+        })
+        .await?
+        {
+            Ok(s) => s,
+            Err((e, _)) => {
+                return Err(ImapError::Login {
+                    user: config.username.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        // Capabilities change after login (MOVE, UIDPLUS appear then).
+        let caps = timed(session.capabilities()).await?;
+        let (can_idle, can_move, can_uidplus) = (
+            caps.has_str("IDLE"),
+            caps.has_str("MOVE"),
+            caps.has_str("UIDPLUS"),
+        );
+        if config.after == AfterProcessing::Move {
+            for folder in [&config.processed_folder, &config.quarantine_folder] {
+                ensure_folder(&mut session, folder).await?;
+            }
+        }
+        let mailbox = timed(session.select(&config.mailbox)).await?;
+        Ok(Inbox {
+            session,
+            config: config.clone(),
+            can_idle,
+            can_move,
+            can_uidplus,
+            state: MailboxState {
+                uid_validity: mailbox.uid_validity.unwrap_or(0),
+                exists: mailbox.exists,
+            },
+        })
+    }
+
+    pub fn can_idle(&self) -> bool {
+        self.can_idle
+    }
+
+    /// UIDs of the messages still waiting, oldest first.
+    pub async fn waiting(&mut self) -> Result<Vec<u32>, ImapError> {
+        let query = match self.config.after {
+            AfterProcessing::Move => "ALL".to_string(),
+            AfterProcessing::Flag => {
+                format!("UNKEYWORD {PROCESSED_KEYWORD} UNKEYWORD {QUARANTINED_KEYWORD}")
+            }
+        };
+        let mut uids: Vec<u32> = timed(self.session.uid_search(query))
+            .await?
+            .into_iter()
+            .collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Fetches messages by UID without marking them \Seen. Messages over
+    /// `max_message_bytes` come back with their header only.
+    pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = uid_set(uids);
+        let sizes: Vec<(u32, u64)> = {
+            let stream = timed(self.session.uid_fetch(&set, "(UID RFC822.SIZE)")).await?;
+            let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            fetches
+                .iter()
+                .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
+                .collect()
+        };
+        let limit = self.config.max_message_bytes;
+        let (big, small): (Vec<_>, Vec<_>) = sizes.iter().partition(|(_, size)| *size > limit);
+        let mut out = Vec::with_capacity(sizes.len());
+        if !small.is_empty() {
+            let set = uid_set(&small.iter().map(|(u, _)| *u).collect::<Vec<_>>());
+            let stream = timed(self.session.uid_fetch(&set, "(UID BODY.PEEK[])")).await?;
+            let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            for f in &fetches {
+                let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                    continue;
+                };
+                let size = small.iter().find(|(u, _)| *u == uid).map_or(0, |(_, s)| *s);
+                out.push(Fetched {
+                    uid,
+                    size,
+                    bytes: body.to_vec(),
+                    oversized: false,
+                });
+            }
+        }
+        for (uid, size) in big {
+            let stream = timed(
+                self.session
+                    .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])"),
+            )
+            .await?;
+            let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            let header = fetches
+                .iter()
+                .find_map(|f| f.header().map(<[u8]>::to_vec))
+                .unwrap_or_default();
+            out.push(Fetched {
+                uid,
+                size,
+                bytes: header,
+                oversized: true,
+            });
+        }
+        out.sort_by_key(|f| f.uid);
+        Ok(out)
+    }
+
+    /// Acknowledges messages whose outcome is committed: moves them to the
+    /// processed or quarantine folder, or flags them.
+    pub async fn acknowledge(&mut self, uids: &[u32], to: Disposition) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = uid_set(uids);
+        match self.config.after {
+            AfterProcessing::Flag => {
+                let keyword = match to {
+                    Disposition::Processed => PROCESSED_KEYWORD,
+                    Disposition::Quarantined => QUARANTINED_KEYWORD,
+                };
+                let stream = timed(
+                    self.session
+                        .uid_store(&set, format!("+FLAGS.SILENT (\\Seen {keyword})")),
+                )
+                .await?;
+                timed(stream.try_collect::<Vec<_>>()).await?;
+            }
+            AfterProcessing::Move => {
+                let folder = match to {
+                    Disposition::Processed => &self.config.processed_folder,
+                    Disposition::Quarantined => &self.config.quarantine_folder,
+                };
+                if self.can_move {
+                    timed(self.session.uid_mv(&set, folder)).await?;
+                } else {
+                    timed(self.session.uid_copy(&set, folder)).await?;
+                    let stream =
+                        timed(self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)")).await?;
+                    timed(stream.try_collect::<Vec<_>>()).await?;
+                    if self.can_uidplus {
+                        let stream = timed(self.session.uid_expunge(&set)).await?;
+                        timed(stream.try_collect::<Vec<_>>()).await?;
+                    } else {
+                        let stream = timed(self.session.expunge()).await?;
+                        timed(stream.try_collect::<Vec<_>>()).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the connection is alive (and lets the server report news).
+    pub async fn noop(&mut self) -> Result<(), ImapError> {
+        timed(self.session.noop()).await
+    }
+
+    /// Waits for the server to report a change (IDLE), for `max`, or until
+    /// `stop` resolves. Returns the inbox, ready for commands again.
+    pub async fn idle(
+        self,
+        max: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Inbox, ImapError> {
+        let Inbox {
+            session,
+            config,
+            can_idle,
+            can_move,
+            can_uidplus,
+            state,
+        } = self;
+        let mut handle = session.idle();
+        timed(handle.init()).await?;
+        {
+            let (wait, interrupt) = handle.wait_with_timeout(max);
+            tokio::pin!(wait);
+            tokio::pin!(stop);
+            tokio::select! {
+                r = &mut wait => { r?; }
+                () = &mut stop => {
+                    drop(interrupt);
+                    wait.await?;
+                }
+            }
+        }
+        let session = timed(handle.done()).await?;
+        Ok(Inbox {
+            session,
+            config,
+            can_idle,
+            can_move,
+            can_uidplus,
+            state,
+        })
+    }
+
+    /// Re-reads the mailbox's state (after IDLE or a NOOP).
+    pub async fn reselect(&mut self) -> Result<MailboxState, ImapError> {
+        let mailbox = timed(self.session.select(&self.config.mailbox)).await?;
+        self.state = MailboxState {
+            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            exists: mailbox.exists,
+        };
+        Ok(self.state)
+    }
+
+    pub async fn logout(mut self) {
+        let _ = timed(self.session.logout()).await;
+    }
+}
+
+async fn greeting(
+    client: &mut async_imap::Client<impl AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send>,
+) -> Result<(), ImapError> {
+    match timed(client.read_response()).await? {
+        Some(_) => Ok(()),
+        None => Err(ImapError::Closed),
+    }
+}
+
+async fn ensure_folder(session: &mut Session, folder: &str) -> Result<(), ImapError> {
+    let exists = {
+        let stream = timed(session.list(Some(""), Some(folder))).await?;
+        let names: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+        names.iter().any(|n| n.name() == folder)
+    };
+    if !exists {
+        timed(session.create(folder)).await?;
+    }
+    Ok(())
+}
+
+async fn tls_connect(
+    config: &ImapConfig,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, ImapError> {
+    let tls = TlsConnector::from(Arc::new(client_config(config.ca_file.as_deref())?));
+    let name = rustls::pki_types::ServerName::try_from(config.host.clone())
+        .map_err(|e| ImapError::Tls(e.to_string()))?;
+    timed(async {
+        tls.connect(name, tcp)
+            .await
+            .map_err(|e| ImapError::Tls(e.to_string()))
+    })
+    .await
+}
+
+/// TLS settings: the system's trust roots, plus `ca_file` when given.
+pub fn client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ImapError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| ImapError::Tls(format!("{}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| ImapError::Tls(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| ImapError::Tls(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ImapError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// "1,2,3,7" -> "1:3,7".
+fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(super::uid_set(&[7, 1, 2, 3, 9, 10]), "1:3,7,9:10");
+        assert_eq!(super::uid_set(&[5]), "5");
+    }
+}
