@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod daemon;
 pub mod lead;
 pub mod parse;
 pub mod pipeline;

@@ -64,6 +64,22 @@ enum Command {
         #[command(subcommand)]
         command: LeadsCommand,
     },
+    /// Watch every brokerage's IMAP inbox and turn what arrives into leads.
+    Run {
+        /// Drain every inbox once and exit (for cron and tests).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Per inbox: connected, last success, processed, oldest waiting, quarantined, last error.
+    Status {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// List or replay quarantined messages.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Halt, resume and list agents.
     Agents {
         #[command(subcommand)]
@@ -106,6 +122,26 @@ enum AgentsCommand {
     List {
         #[arg(long, value_name = "ID")]
         brokerage: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Messages kept in quarantine, with the reason.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Run quarantined messages through the pipeline again (after a fix).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
+    Replay {
+        /// The quarantined message's id (see `quarantine list`).
+        id: Option<i64>,
+        /// Every quarantined message.
+        #[arg(long)]
+        all: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -212,6 +248,85 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             format,
             inputs,
         } => cmd_ingest(cli.config.as_deref(), brokerage.as_deref(), format, &inputs).await,
+        Command::Run { once } => cmd_run(cli.config.as_deref(), once).await,
+        Command::Status { format } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = open_store(&config).await?;
+            let ids: Vec<String> = config
+                .brokerages
+                .iter()
+                .filter(|b| b.imap.is_some())
+                .map(|b| b.id.clone())
+                .collect();
+            let statuses = store.inbox_statuses(&ids).await?;
+            store.close().await;
+            match format {
+                Format::Json => {
+                    for s in &statuses {
+                        println!("{}", serde_json::to_string(s)?);
+                    }
+                }
+                Format::Table => print_status_table(&statuses),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = open_store(&config).await?;
+            match command {
+                QuarantineCommand::List { format } => {
+                    let list = store.quarantined().await?;
+                    match format {
+                        Format::Json => {
+                            for q in &list {
+                                println!("{}", serde_json::to_string(q)?);
+                            }
+                        }
+                        Format::Table => {
+                            let rows: Vec<Vec<String>> = list
+                                .iter()
+                                .map(|q| {
+                                    vec![
+                                        q.id.to_string(),
+                                        q.brokerage.clone().unwrap_or_else(|| "-".into()),
+                                        q.received_at.clone(),
+                                        q.reason.clone().unwrap_or_default(),
+                                        q.origin.clone(),
+                                    ]
+                                })
+                                .collect();
+                            print_table(
+                                &["ID", "BROKERAGE", "RECEIVED", "REASON", "ORIGIN"],
+                                &rows,
+                            );
+                        }
+                    }
+                    store.close().await;
+                    Ok(ExitCode::SUCCESS)
+                }
+                QuarantineCommand::Replay { id, all, format } => {
+                    let ids: Vec<i64> = if all {
+                        store.quarantined().await?.iter().map(|q| q.id).collect()
+                    } else {
+                        id.into_iter().collect()
+                    };
+                    let pipeline = Pipeline::new(config, store);
+                    let mut reports = Vec::new();
+                    for id in ids {
+                        let report = pipeline.replay(id).await?;
+                        if format == Format::Json {
+                            println!("{}", serde_json::to_string(&report)?);
+                        }
+                        reports.push(report);
+                    }
+                    if format == Format::Table {
+                        print_ingest_table(&reports);
+                    }
+                    pipeline.store().close().await;
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
         Command::Agents { command } => {
             let config = Config::load(cli.config.as_deref())?;
             let store = open_store(&config).await?;
@@ -392,6 +507,124 @@ async fn cmd_ingest(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `leadmail run`: the daemon, until SIGTERM/SIGINT (or once).
+async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let store = open_store(&config).await?;
+    let pipeline = std::sync::Arc::new(Pipeline::new(config.clone(), store));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(message = "Shutting down: finishing the messages in hand.");
+        let _ = stop_tx.send(true);
+    });
+    let watchdog = tokio::spawn(systemd_watchdog(pipeline.clone(), stop_rx.clone()));
+    let report = leadmail::daemon::run(
+        &config,
+        pipeline.clone(),
+        leadmail::daemon::RunOptions { once },
+        stop_rx,
+        |inboxes| {
+            let _ = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status(&format!("watching {inboxes} inboxes")),
+            ]);
+        },
+    )
+    .await?;
+    watchdog.abort();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    pipeline.store().close().await;
+    for failure in &report.failures {
+        eprintln!("leadmail: {failure}");
+    }
+    if once {
+        println!("processed {} messages", report.processed);
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Pings systemd's watchdog and reports progress, while the daemon runs.
+async fn systemd_watchdog(
+    pipeline: std::sync::Arc<Pipeline>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval =
+        sd_notify::watchdog_enabled().map_or(std::time::Duration::from_secs(10), |d| d / 2);
+    loop {
+        tokio::time::sleep(interval).await;
+        if *stop.borrow() {
+            return;
+        }
+        let processed: i64 = match pipeline.store().message_counts().await {
+            Ok(counts) => counts.iter().map(|(_, n)| n).sum(),
+            Err(_) => continue,
+        };
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Watchdog,
+            sd_notify::NotifyState::Status(&format!("{processed} messages stored")),
+        ]);
+    }
+}
+
+fn print_status_table(statuses: &[leadmail::store::InboxStatus]) {
+    let rows: Vec<Vec<String>> = statuses
+        .iter()
+        .map(|s| {
+            vec![
+                s.brokerage.clone(),
+                if s.connected { "yes" } else { "no" }.to_string(),
+                s.last_success.clone().unwrap_or_else(|| "never".into()),
+                s.processed.to_string(),
+                s.oldest_waiting.clone().unwrap_or_else(|| "-".into()),
+                s.quarantined.to_string(),
+                s.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "INBOX",
+            "CONNECTED",
+            "LAST SUCCESS",
+            "PROCESSED",
+            "OLDEST WAITING",
+            "QUARANTINED",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
 }
 
 /// Opens the store and mirrors the configured directory into it.

@@ -135,6 +135,8 @@ pub struct Fetched {
     /// The whole message, or only its header when it was over the size limit.
     pub bytes: Vec<u8>,
     pub oversized: bool,
+    /// When the server received it (RFC 3339 UTC), if it said.
+    pub arrived: Option<String>,
 }
 
 /// Where an acknowledged message goes.
@@ -148,6 +150,9 @@ pub enum Disposition {
 pub struct Inbox {
     session: Session,
     config: ImapConfig,
+    /// The folders as the server spells them (its hierarchy delimiter).
+    processed_folder: String,
+    quarantine_folder: String,
     can_idle: bool,
     can_move: bool,
     can_uidplus: bool,
@@ -208,15 +213,26 @@ impl Inbox {
             caps.has_str("MOVE"),
             caps.has_str("UIDPLUS"),
         );
+        // Folders are configured with "/" between levels; servers use their
+        // own delimiter ("." on Dovecot's Maildir++, "/" on Gmail).
+        let delimiter = hierarchy_delimiter(&mut session).await?;
+        let on_server = |path: &str| match delimiter.as_deref() {
+            Some(d) if d != "/" => path.replace('/', d),
+            _ => path.to_string(),
+        };
+        let processed_folder = on_server(&config.processed_folder);
+        let quarantine_folder = on_server(&config.quarantine_folder);
         if config.after == AfterProcessing::Move {
-            for folder in [&config.processed_folder, &config.quarantine_folder] {
+            for folder in [&processed_folder, &quarantine_folder] {
                 ensure_folder(&mut session, folder).await?;
             }
         }
-        let mailbox = timed(session.select(&config.mailbox)).await?;
+        let mailbox = timed(session.select(on_server(&config.mailbox))).await?;
         Ok(Inbox {
             session,
             config: config.clone(),
+            processed_folder,
+            quarantine_folder,
             can_idle,
             can_move,
             can_uidplus,
@@ -254,13 +270,29 @@ impl Inbox {
             return Ok(Vec::new());
         }
         let set = uid_set(uids);
+        let mut arrived: Vec<(u32, String)> = Vec::new();
         let sizes: Vec<(u32, u64)> = {
-            let stream = timed(self.session.uid_fetch(&set, "(UID RFC822.SIZE)")).await?;
+            let stream = timed(
+                self.session
+                    .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)"),
+            )
+            .await?;
             let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            for f in &fetches {
+                if let (Some(uid), Some(date)) = (f.uid, f.internal_date()) {
+                    arrived.push((uid, rfc3339_utc(date.timestamp())));
+                }
+            }
             fetches
                 .iter()
                 .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
                 .collect()
+        };
+        let arrival = |uid: u32| {
+            arrived
+                .iter()
+                .find(|(u, _)| *u == uid)
+                .map(|(_, d)| d.clone())
         };
         let limit = self.config.max_message_bytes;
         let (big, small): (Vec<_>, Vec<_>) = sizes.iter().partition(|(_, size)| *size > limit);
@@ -279,6 +311,7 @@ impl Inbox {
                     size,
                     bytes: body.to_vec(),
                     oversized: false,
+                    arrived: arrival(uid),
                 });
             }
         }
@@ -298,6 +331,7 @@ impl Inbox {
                 size,
                 bytes: header,
                 oversized: true,
+                arrived: arrival(uid),
             });
         }
         out.sort_by_key(|f| f.uid);
@@ -326,8 +360,8 @@ impl Inbox {
             }
             AfterProcessing::Move => {
                 let folder = match to {
-                    Disposition::Processed => &self.config.processed_folder,
-                    Disposition::Quarantined => &self.config.quarantine_folder,
+                    Disposition::Processed => &self.processed_folder,
+                    Disposition::Quarantined => &self.quarantine_folder,
                 };
                 if self.can_move {
                     timed(self.session.uid_mv(&set, folder)).await?;
@@ -364,6 +398,8 @@ impl Inbox {
         let Inbox {
             session,
             config,
+            processed_folder,
+            quarantine_folder,
             can_idle,
             can_move,
             can_uidplus,
@@ -387,21 +423,13 @@ impl Inbox {
         Ok(Inbox {
             session,
             config,
+            processed_folder,
+            quarantine_folder,
             can_idle,
             can_move,
             can_uidplus,
             state,
         })
-    }
-
-    /// Re-reads the mailbox's state (after IDLE or a NOOP).
-    pub async fn reselect(&mut self) -> Result<MailboxState, ImapError> {
-        let mailbox = timed(self.session.select(&self.config.mailbox)).await?;
-        self.state = MailboxState {
-            uid_validity: mailbox.uid_validity.unwrap_or(0),
-            exists: mailbox.exists,
-        };
-        Ok(self.state)
     }
 
     pub async fn logout(mut self) {
@@ -418,9 +446,21 @@ async fn greeting(
     }
 }
 
+/// The server's hierarchy delimiter (`LIST "" ""`), if it has one.
+async fn hierarchy_delimiter(session: &mut Session) -> Result<Option<String>, ImapError> {
+    // (async-imap sends the pattern as given; `None` is the quoted empty string.)
+    let stream = timed(session.list(Some(""), None)).await?;
+    let names: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+    Ok(names
+        .first()
+        .and_then(|n| n.delimiter())
+        .map(str::to_string))
+}
+
 async fn ensure_folder(session: &mut Session, folder: &str) -> Result<(), ImapError> {
     let exists = {
-        let stream = timed(session.list(Some(""), Some(folder))).await?;
+        let pattern = format!("\"{}\"", folder.replace('\\', "\\\\").replace('"', "\\\""));
+        let stream = timed(session.list(Some(""), Some(&pattern))).await?;
         let names: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
         names.iter().any(|n| n.name() == folder)
     };
@@ -468,6 +508,16 @@ pub fn client_config(ca_file: Option<&std::path::Path>) -> Result<rustls::Client
         .map_err(|e| ImapError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+fn rfc3339_utc(unix_seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// "1,2,3,7" -> "1:3,7".

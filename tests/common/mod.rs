@@ -32,13 +32,17 @@ impl Env {
     /// `config_text` with its database moved into the temporary directory.
     pub fn with_config(config_text: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let demo = config_text.to_string();
         let db = dir.path().join("db/leads.db");
-        let text = demo.replace(
-            "url = \"sqlite://data/leadmail.db\"",
-            &format!("url = \"sqlite://{}\"", db.display()),
-        );
-        assert_ne!(text, demo, "demo config has the expected database line");
+        let url = format!("url = \"sqlite://{}\"", db.display());
+        let text = if config_text.contains("url = \"sqlite://data/leadmail.db\"") {
+            config_text.replace("url = \"sqlite://data/leadmail.db\"", &url)
+        } else {
+            assert!(
+                !config_text.contains("[database]"),
+                "tests own the database setting"
+            );
+            format!("[database]\n{url}\n{config_text}")
+        };
         let config = dir.path().join("leadmail.toml");
         std::fs::write(&config, text).unwrap();
         Env { dir, config }
@@ -109,3 +113,4 @@ impl Env {
             .unwrap()
     }
 }
+pub mod mailstack;

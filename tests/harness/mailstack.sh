@@ -53,10 +53,19 @@ start() {
   local DV=$DIR/dovecot SSL=$DIR/ssl MAIL=$DIR/mail
   mkdir -p "$DV/state" "$SSL" "$MAIL"
   chmod 755 "$DIR"; chown "$MAIL_UID:$MAIL_GID" "$MAIL"
+  # A private CA (what tests trust, as ca_file) and a server certificate it
+  # signs: rustls/webpki rejects a self-signed CA certificate used as the
+  # server's own.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$SSL/key.pem" -out "$SSL/cert.pem" 2>/dev/null || die "openssl failed"
-  chmod 644 "$SSL/cert.pem"
+    -subj "/CN=leadmail test CA" -keyout "$SSL/ca.key" -out "$SSL/ca.pem" 2>/dev/null \
+    || die "openssl (CA) failed"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$SSL/key.pem" -out "$SSL/server.csr" 2>/dev/null \
+    || die "openssl (key) failed"
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$SSL/ext.cnf"
+  openssl x509 -req -in "$SSL/server.csr" -CA "$SSL/ca.pem" -CAkey "$SSL/ca.key" -CAcreateserial \
+    -days 30 -extfile "$SSL/ext.cnf" -out "$SSL/cert.pem" 2>/dev/null || die "openssl (sign) failed"
+  chmod 644 "$SSL/cert.pem" "$SSL/ca.pem"
 
   local u domains="" rcpts=""
   : > "$DV/users"
@@ -192,7 +201,7 @@ CONF
   {
     echo "IMAP_PORT=$IMAP_PORT"; echo "IMAPS_PORT=$IMAPS_PORT"; echo "LMTP_PORT=$LMTP_PORT"
     [[ -n $SMTP_PORT ]] && echo "SMTP_PORT=$SMTP_PORT"
-    echo "TLS_CERT=$SSL/cert.pem"; echo "DOVECOT_CONF=$DV/dovecot.conf"
+    echo "TLS_CA=$SSL/ca.pem"; echo "DOVECOT_CONF=$DV/dovecot.conf"
   } > "$DIR/mailstack.env"
   trap - EXIT
 }

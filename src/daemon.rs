@@ -1,0 +1,339 @@
+//! `leadmail run`: one task per brokerage inbox, all concurrent.
+//!
+//! Each task connects, drains what is waiting in batches (fetch, process and
+//! commit each message, then acknowledge the batch on the server), then waits
+//! with IDLE (or polls) and drains again. A message is acknowledged only
+//! after its outcome is committed; a crash in between is harmless because the
+//! next run finds the message already stored (same Message-ID or bytes) and
+//! only acknowledges it. One broken inbox never stops the others: it is
+//! retried with exponential backoff and jitter. Shutdown (SIGTERM/SIGINT, or
+//! the caller's signal) stops fetching, finishes the batch in hand, logs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{BrokerageConfig, Config, ImapConfig};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::source::RawMessage;
+use crate::source::imap::{Disposition, ImapError, Inbox};
+use crate::store::InboxEvent;
+
+/// Messages fetched and committed per round trip before acknowledging.
+const BATCH: usize = 50;
+/// Longest IDLE before it is re-issued (servers drop it at 29 minutes).
+const MAX_IDLE: Duration = Duration::from_secs(20 * 60);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("no brokerage has an [brokerages.imap] inbox to watch")]
+    NoInboxes,
+    #[error("inbox {brokerage}: {source}")]
+    Imap {
+        brokerage: String,
+        source: ImapError,
+    },
+    #[error("inbox {brokerage}: {source}")]
+    Pipeline {
+        brokerage: String,
+        source: PipelineError,
+    },
+    #[error("inbox {brokerage}: {message}")]
+    Config { brokerage: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Drain every inbox once and return (for cron and tests).
+    pub once: bool,
+}
+
+/// What happened in a `run`.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub processed: u64,
+    /// Inboxes that failed (with `once`, their last error).
+    pub failures: Vec<DaemonError>,
+}
+
+/// Watches every configured inbox until `shutdown` turns true (or, with
+/// `once`, until each has been drained once).
+pub async fn run(
+    config: &Config,
+    pipeline: Arc<Pipeline>,
+    options: RunOptions,
+    shutdown: watch::Receiver<bool>,
+    ready: impl FnOnce(usize),
+) -> Result<RunReport, DaemonError> {
+    let inboxes: Vec<(BrokerageConfig, ImapConfig)> = config
+        .brokerages
+        .iter()
+        .filter_map(|b| b.imap.clone().map(|i| (b.clone(), i)))
+        .collect();
+    if inboxes.is_empty() {
+        return Err(DaemonError::NoInboxes);
+    }
+    let count = inboxes.len();
+    let tasks: Vec<_> = inboxes
+        .into_iter()
+        .map(|(b, imap)| {
+            let pipeline = pipeline.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { watch_inbox(b, imap, pipeline, options, shutdown).await })
+        })
+        .collect();
+    ready(count);
+    let mut report = RunReport::default();
+    for task in tasks {
+        match task.await {
+            Ok((processed, failure)) => {
+                report.processed += processed;
+                report.failures.extend(failure);
+            }
+            Err(e) => report.failures.push(DaemonError::Config {
+                brokerage: "?".to_string(),
+                message: format!("inbox task failed: {e}"),
+            }),
+        }
+    }
+    Ok(report)
+}
+
+/// One inbox, forever (or once): returns messages processed and the last error.
+async fn watch_inbox(
+    brokerage: BrokerageConfig,
+    imap: ImapConfig,
+    pipeline: Arc<Pipeline>,
+    options: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> (u64, Option<DaemonError>) {
+    let id = brokerage.id.clone();
+    let mut backoff = BACKOFF_START;
+    let mut processed = 0u64;
+    loop {
+        if *shutdown.borrow() {
+            return (processed, None);
+        }
+        let result = session(
+            &id,
+            &imap,
+            &pipeline,
+            options,
+            &mut shutdown,
+            &mut processed,
+        )
+        .await;
+        match result {
+            Ok(()) => {
+                if options.once || *shutdown.borrow() {
+                    return (processed, None);
+                }
+                backoff = BACKOFF_START;
+            }
+            Err(e) => {
+                let store = pipeline.store();
+                let text = e.to_string();
+                let _ = store
+                    .record_inbox(
+                        &id,
+                        &InboxEvent {
+                            connected: Some(false),
+                            error: Some(&text),
+                            ..InboxEvent::default()
+                        },
+                    )
+                    .await;
+                tracing::warn!(message = "Inbox failed; will retry.", brokerage = %id, error = %text, retry_in = ?backoff);
+                if options.once {
+                    return (processed, Some(e));
+                }
+                let wait = with_jitter(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Up to 25% random extra, so that many inboxes do not retry in lockstep.
+fn with_jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+/// One connection: drain, wait, drain... until shutdown (or once).
+async fn session(
+    id: &str,
+    imap: &ImapConfig,
+    pipeline: &Pipeline,
+    options: RunOptions,
+    shutdown: &mut watch::Receiver<bool>,
+    processed: &mut u64,
+) -> Result<(), DaemonError> {
+    let imap_err = |source| DaemonError::Imap {
+        brokerage: id.to_string(),
+        source,
+    };
+    let password = imap.password().map_err(|e| DaemonError::Config {
+        brokerage: id.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut inbox = Inbox::open(imap, &password).await.map_err(imap_err)?;
+    drop(password);
+    let store = pipeline.store();
+    record(
+        pipeline,
+        id,
+        InboxEvent {
+            connected: Some(true),
+            ..InboxEvent::default()
+        },
+    )
+    .await;
+    tracing::info!(message = "Inbox connected.", brokerage = %id, idle = inbox.can_idle());
+    loop {
+        drain(id, imap, &mut inbox, pipeline, shutdown, processed).await?;
+        if options.once || *shutdown.borrow() {
+            inbox.logout().await;
+            let _ = store
+                .record_inbox(
+                    id,
+                    &InboxEvent {
+                        connected: Some(false),
+                        ..InboxEvent::default()
+                    },
+                )
+                .await;
+            return Ok(());
+        }
+        let wait = imap.poll_interval.clamp(Duration::from_secs(1), MAX_IDLE);
+        if inbox.can_idle() {
+            let mut stop = shutdown.clone();
+            inbox = inbox
+                .idle(wait, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(imap_err)?;
+        } else {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            inbox.noop().await.map_err(imap_err)?;
+        }
+    }
+}
+
+/// Processes everything waiting in the mailbox, batch by batch.
+async fn drain(
+    id: &str,
+    imap: &ImapConfig,
+    inbox: &mut Inbox,
+    pipeline: &Pipeline,
+    shutdown: &watch::Receiver<bool>,
+    processed: &mut u64,
+) -> Result<(), DaemonError> {
+    let imap_err = |source| DaemonError::Imap {
+        brokerage: id.to_string(),
+        source,
+    };
+    let pipe_err = |source| DaemonError::Pipeline {
+        brokerage: id.to_string(),
+        source,
+    };
+    loop {
+        let waiting = inbox.waiting().await.map_err(imap_err)?;
+        if waiting.is_empty() {
+            record(
+                pipeline,
+                id,
+                InboxEvent {
+                    success: true,
+                    oldest_waiting: Some(None),
+                    ..InboxEvent::default()
+                },
+            )
+            .await;
+            return Ok(());
+        }
+        for batch in waiting.chunks(BATCH) {
+            let fetched = inbox.fetch(batch).await.map_err(imap_err)?;
+            let oldest = fetched.iter().filter_map(|f| f.arrived.clone()).min();
+            record(
+                pipeline,
+                id,
+                InboxEvent {
+                    oldest_waiting: Some(oldest.as_deref()),
+                    ..InboxEvent::default()
+                },
+            )
+            .await;
+            let mut done = Vec::new();
+            let mut quarantined = Vec::new();
+            for message in fetched {
+                let raw = RawMessage {
+                    origin: format!(
+                        "imap://{id}/{};UIDVALIDITY={}/;UID={}",
+                        imap.mailbox, inbox.state.uid_validity, message.uid
+                    ),
+                    bytes: message.bytes,
+                };
+                // Committed before anything is acknowledged; an error here
+                // leaves the message on the server for the next attempt.
+                let report = if message.oversized {
+                    let reason = format!(
+                        "oversized: {} bytes, over max_message_bytes {}",
+                        message.size, imap.max_message_bytes
+                    );
+                    pipeline.quarantine(&raw, id, &reason).await
+                } else {
+                    pipeline.ingest(&raw, Some(id)).await
+                }
+                .map_err(pipe_err)?;
+                if report.is_quarantined() {
+                    quarantined.push(message.uid);
+                } else {
+                    done.push(message.uid);
+                }
+            }
+            inbox
+                .acknowledge(&done, Disposition::Processed)
+                .await
+                .map_err(imap_err)?;
+            inbox
+                .acknowledge(&quarantined, Disposition::Quarantined)
+                .await
+                .map_err(imap_err)?;
+            let n = (done.len() + quarantined.len()) as u64;
+            *processed += n;
+            record(
+                pipeline,
+                id,
+                InboxEvent {
+                    processed: n as i64,
+                    ..InboxEvent::default()
+                },
+            )
+            .await;
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Status is best effort: failing to record it never stops the inbox.
+async fn record(pipeline: &Pipeline, id: &str, event: InboxEvent<'_>) {
+    if let Err(e) = pipeline.store().record_inbox(id, &event).await {
+        tracing::warn!(message = "Cannot record inbox status.", brokerage = %id, error = %e);
+    }
+}

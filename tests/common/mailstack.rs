@@ -1,0 +1,201 @@
+//! A private Dovecot (and optionally Postfix) for one test, on free loopback
+//! ports in a temporary directory, stopped when dropped. Wraps
+//! `tests/harness/mailstack.sh`; inspects mailboxes with `doveadm`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub const PASSWORD: &str = "secret";
+
+pub struct MailStack {
+    pub dir: tempfile::TempDir,
+    pub imap_port: u16,
+    pub imaps_port: u16,
+    pub lmtp_port: u16,
+    pub smtp_port: Option<u16>,
+    /// The CA that signed the servers' certificate: what clients trust.
+    pub cert: PathBuf,
+    conf: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn script() -> PathBuf {
+    super::root().join("tests/harness/mailstack.sh")
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl MailStack {
+    /// Starts Dovecot with these accounts (password `secret`); with `smtp`, Postfix too.
+    pub fn start(users: &[&str], smtp: bool) -> MailStack {
+        let dir = tempfile::Builder::new()
+            .prefix("lm")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let (imap_port, imaps_port, lmtp_port, sasl_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let smtp_port = smtp.then(free_port);
+        let mut env = vec![
+            ("IMAP_PORT".to_string(), imap_port.to_string()),
+            ("IMAPS_PORT".to_string(), imaps_port.to_string()),
+            ("LMTP_PORT".to_string(), lmtp_port.to_string()),
+            ("SASL_PORT".to_string(), sasl_port.to_string()),
+            (
+                "MAILSTACK_USERS".to_string(),
+                users
+                    .iter()
+                    .map(|u| format!("{u}:{PASSWORD}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        ];
+        if let Some(p) = smtp_port {
+            env.push(("SMTP_PORT".to_string(), p.to_string()));
+        }
+        let stack = MailStack {
+            cert: dir.path().join("ssl/ca.pem"),
+            conf: dir.path().join("dovecot/dovecot.conf"),
+            dir,
+            imap_port,
+            imaps_port,
+            lmtp_port,
+            smtp_port,
+            env,
+        };
+        stack.run_script("start");
+        stack
+    }
+
+    fn run_script(&self, verb: &str) {
+        let out = Command::new("bash")
+            .arg(script())
+            .arg(verb)
+            .arg(self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run mailstack.sh");
+        assert!(
+            out.status.success(),
+            "mailstack.sh {verb} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops and starts the servers (same ports, same mail).
+    pub fn restart(&self) {
+        self.run_script("stop");
+        self.run_script("start");
+    }
+
+    pub fn stop(&self) {
+        self.run_script("stop");
+    }
+
+    fn doveadm(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        use std::io::Write;
+        let mut child = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("doveadm");
+        if let Some(bytes) = stdin {
+            child.stdin.take().unwrap().write_all(bytes).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "doveadm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Puts a message straight into a mailbox (no SMTP involved).
+    pub fn append(&self, user: &str, mailbox: &str, message: &[u8]) {
+        self.doveadm(&["save", "-u", user, "-m", mailbox], Some(message));
+    }
+
+    /// Number of messages in a mailbox (0 when it does not exist).
+    pub fn count(&self, user: &str, mailbox: &str) -> usize {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args([
+                "-f", "flow", "mailbox", "status", "-u", user, "messages", mailbox,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix("messages="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn create_mailbox(&self, user: &str, mailbox: &str) {
+        self.doveadm(&["mailbox", "create", "-u", user, mailbox], None);
+    }
+
+    pub fn delete_mailbox(&self, user: &str, mailbox: &str) {
+        self.doveadm(
+            &["mailbox", "delete", "-u", user, "-r", "-s", mailbox],
+            None,
+        );
+    }
+
+    /// Header values of every message in a mailbox, one entry per message.
+    pub fn headers(&self, user: &str, mailbox: &str, header: &str) -> Vec<String> {
+        let field = format!("hdr.{}", header.to_ascii_lowercase());
+        let out = self.doveadm(
+            &[
+                "-f", "flow", "fetch", "-u", user, &field, "mailbox", mailbox, "all",
+            ],
+            None,
+        );
+        out.lines()
+            .filter_map(|l| l.split_once('=').map(|(_, v)| v.trim().to_string()))
+            .collect()
+    }
+
+    /// The `[brokerages.imap]` table for `user` over implicit TLS, trusting
+    /// this stack's certificate; the password goes to a file beside it.
+    pub fn imap_config(&self, user: &str, extra: &str) -> String {
+        let password_file = self.dir.path().join(format!("{user}.pass"));
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        format!(
+            "  [brokerages.imap]\n  host = \"127.0.0.1\"\n  port = {}\n  tls = \"implicit\"\n  ca_file = \"{}\"\n  username = \"{user}\"\n  password_file = \"{}\"\n{extra}\n",
+            self.imaps_port,
+            self.cert.display(),
+            password_file.display()
+        )
+    }
+}
+
+impl Drop for MailStack {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .env("MAILSTACK_FAST_STOP", "1")
+            .output();
+    }
+}

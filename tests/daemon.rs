@@ -1,0 +1,373 @@
+//! The daemon against a real Dovecot: exactly-once ingest, acknowledgement
+//! after commit, IDLE, several inboxes, crashes, restarts, UIDVALIDITY
+//! changes and shutdown. Each test runs its own private mail stack.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::mailstack::MailStack;
+use common::{Env, bin};
+
+const LEADS: &str = "leads@acme.test";
+// Dovecot (Maildir++) separates levels with "."; leadmail is configured with "Leads/Processed".
+
+fn config(stack: &MailStack, imap_extra: &str) -> String {
+    format!(
+        r#"
+[[brokerages]]
+id = "acme"
+name = "Acme"
+lead_addresses = ["leads@acmerealty.example"]
+default_owner = "amy"
+{}
+  [[brokerages.agents]]
+  id = "amy"
+  name = "Amy"
+  role = "admin"
+  [[brokerages.agents]]
+  id = "jane"
+  name = "Jane"
+  emails = ["jane@acmerealty.example"]
+  [[brokerages.agents]]
+  id = "bob"
+  name = "Bob"
+"#,
+        stack.imap_config(LEADS, imap_extra)
+    )
+}
+
+/// A distinct lead message (a different person each time).
+fn lead(n: usize) -> Vec<u8> {
+    format!(
+        "From: Site <noreply@site.example>\r\nTo: someone-else@example.com\r\nSubject: Inquiry {n}\r\nMessage-ID: <lead-{n}@site.example>\r\n\r\nName: Person {n}\r\nEmail: person{n}@example.com\r\nPhone: 555-010-{:04}\r\n",
+        n % 10_000
+    )
+    .into_bytes()
+}
+
+fn lead_count(env: &Env) -> usize {
+    env.leads().len()
+}
+
+fn spawn_run(env: &Env) -> Child {
+    bin()
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .current_dir(env.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_once(env: &Env) -> std::process::Output {
+    env.run(&["run", "--once"])
+}
+
+fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn fixtures() -> Vec<std::path::PathBuf> {
+    let dir = common::root().join("fixtures/emails");
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn run_once_stores_every_lead_once_and_files_every_message() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, ""));
+    let files = fixtures();
+    for f in &files {
+        stack.append(LEADS, "INBOX", &std::fs::read(f).unwrap());
+    }
+    let out = run_once(&env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every message left the inbox: quarantined ones to the quarantine folder.
+    assert_eq!(stack.count(LEADS, "INBOX"), 0);
+    let quarantined = env
+        .ok(&["quarantine", "list", "--format", "json"])
+        .lines()
+        .count();
+    assert!(
+        quarantined >= 1,
+        "the fixture without contact data is quarantined"
+    );
+    assert_eq!(stack.count(LEADS, "Leads.Quarantine"), quarantined);
+    assert_eq!(
+        stack.count(LEADS, "Leads.Processed"),
+        files.len() - quarantined
+    );
+    let leads = lead_count(&env);
+    assert!(leads >= 50, "{leads}");
+
+    // The same messages again (a resend, a second copy): nothing new.
+    for f in &files {
+        stack.append(LEADS, "INBOX", &std::fs::read(f).unwrap());
+    }
+    assert!(run_once(&env).status.success());
+    assert_eq!(lead_count(&env), leads);
+    assert_eq!(stack.count(LEADS, "INBOX"), 0);
+    assert_eq!(stack.count(LEADS, "Leads.Quarantine"), 2 * quarantined);
+
+    let status = env.ok(&["status", "--format", "json"]);
+    let s: serde_json::Value = serde_json::from_str(status.lines().next().unwrap()).unwrap();
+    assert_eq!(s["brokerage"], "acme");
+    assert_eq!(s["processed"], 2 * files.len());
+    assert!(s["last_success"].is_string());
+    assert_eq!(s["quarantined"], quarantined);
+}
+
+#[test]
+fn idle_picks_up_a_new_message_and_sigterm_exits_cleanly() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, "  poll_interval = \"10m\""));
+    assert!(env.run(&["migrate"]).status.success());
+    let mut child = spawn_run(&env);
+    // Connected and idle before the message arrives.
+    wait_until("the inbox to connect", Duration::from_secs(20), || {
+        env.ok(&["status", "--format", "json"])
+            .contains("\"connected\":true")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    stack.append(LEADS, "INBOX", &lead(1));
+    wait_until("the lead", Duration::from_secs(10), || {
+        lead_count(&env) == 1
+    });
+    let took = sent.elapsed();
+    eprintln!("IDLE delivery to lead: {took:?}");
+    wait_until("the acknowledgement", Duration::from_secs(5), || {
+        stack.count(LEADS, "Leads.Processed") == 1
+    });
+
+    sigterm(&child);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn a_broken_inbox_does_not_stop_the_others() {
+    let stack = MailStack::start(&[LEADS, "other@acme.test"], false);
+    let good = config(&stack, "");
+    let bad_file = stack.dir.path().join("wrong.pass");
+    std::fs::write(&bad_file, "wrong\n").unwrap();
+    let second = format!(
+        r#"
+[[brokerages]]
+id = "beta"
+name = "Beta"
+lead_addresses = ["leads@beta.example"]
+default_owner = "zoe"
+  [brokerages.imap]
+  host = "127.0.0.1"
+  port = {}
+  tls = "implicit"
+  ca_file = "{}"
+  username = "other@acme.test"
+  password_file = "{}"
+  [[brokerages.agents]]
+  id = "zoe"
+  name = "Zoe"
+"#,
+        stack.imaps_port,
+        stack.cert.display(),
+        bad_file.display()
+    );
+    let env = Env::with_config(&format!("{good}\n{second}"));
+    for n in 0..5 {
+        stack.append(LEADS, "INBOX", &lead(n));
+    }
+    stack.append("other@acme.test", "INBOX", &lead(99));
+    let out = run_once(&env);
+    assert!(!out.status.success(), "a failed inbox makes --once fail");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("beta"));
+    assert_eq!(lead_count(&env), 5, "the good inbox was processed");
+    assert_eq!(
+        stack.count("other@acme.test", "INBOX"),
+        1,
+        "nothing lost in the bad one"
+    );
+    let status = env.ok(&["status", "--format", "json"]);
+    let beta: serde_json::Value = status
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|s| s["brokerage"] == "beta")
+        .unwrap();
+    assert!(
+        beta["last_error"].as_str().unwrap().contains("login"),
+        "{beta}"
+    );
+}
+
+#[test]
+fn kill_9_mid_batch_never_loses_or_doubles_a_lead() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, ""));
+    let total = 240;
+    for n in 0..total {
+        stack.append(LEADS, "INBOX", &lead(n));
+    }
+    assert!(env.run(&["migrate"]).status.success());
+    // Kill at a few different points of the backlog.
+    for stop_after in [20, 90, 160] {
+        let mut child = spawn_run(&env);
+        wait_until("progress", Duration::from_secs(60), || {
+            lead_count(&env) >= stop_after
+        });
+        kill9(&mut child);
+    }
+    let out = run_once(&env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lead_count(&env), total, "every lead exactly once");
+    assert_eq!(stack.count(LEADS, "INBOX"), 0, "nothing left behind");
+    assert_eq!(stack.count(LEADS, "Leads.Processed"), total);
+}
+
+#[test]
+fn sigterm_during_a_batch_loses_nothing() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, ""));
+    let total = 150;
+    for n in 0..total {
+        stack.append(LEADS, "INBOX", &lead(n));
+    }
+    assert!(env.run(&["migrate"]).status.success());
+    let mut child = spawn_run(&env);
+    wait_until("progress", Duration::from_secs(60), || {
+        lead_count(&env) >= 10
+    });
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(run_once(&env).status.success());
+    assert_eq!(lead_count(&env), total);
+    assert_eq!(stack.count(LEADS, "INBOX"), 0);
+}
+
+#[test]
+fn dovecot_restart_is_survived() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, ""));
+    assert!(env.run(&["migrate"]).status.success());
+    let mut child = spawn_run(&env);
+    stack.append(LEADS, "INBOX", &lead(1));
+    wait_until("the first lead", Duration::from_secs(20), || {
+        lead_count(&env) == 1
+    });
+    stack.restart();
+    stack.append(LEADS, "INBOX", &lead(2));
+    wait_until(
+        "the lead after the restart",
+        Duration::from_secs(30),
+        || lead_count(&env) == 2,
+    );
+    sigterm(&child);
+    let _ = child.wait();
+    kill9(&mut child);
+}
+
+#[test]
+fn uidvalidity_change_creates_no_duplicates() {
+    let stack = MailStack::start(&[LEADS], false);
+    stack.create_mailbox(LEADS, "Incoming");
+    let env = Env::with_config(&config(&stack, "  mailbox = \"Incoming\""));
+    for n in 0..10 {
+        stack.append(LEADS, "Incoming", &lead(n));
+    }
+    assert!(run_once(&env).status.success());
+    assert_eq!(lead_count(&env), 10);
+    // The mailbox is recreated (new UIDVALIDITY) and the same mail lands again.
+    stack.delete_mailbox(LEADS, "Incoming");
+    stack.create_mailbox(LEADS, "Incoming");
+    for n in 0..10 {
+        stack.append(LEADS, "Incoming", &lead(n));
+    }
+    assert!(run_once(&env).status.success());
+    assert_eq!(lead_count(&env), 10);
+    assert_eq!(stack.count(LEADS, "Incoming"), 0);
+}
+
+#[test]
+fn flag_mode_leaves_messages_in_place_and_never_reprocesses() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, "  after = \"flag\""));
+    for n in 0..3 {
+        stack.append(LEADS, "INBOX", &lead(n));
+    }
+    assert!(run_once(&env).status.success());
+    assert_eq!(lead_count(&env), 3);
+    assert_eq!(stack.count(LEADS, "INBOX"), 3, "flagged, not moved");
+    stack.append(LEADS, "INBOX", &lead(3));
+    let out = env.ok(&["run", "--once"]);
+    assert!(out.contains("processed 1 messages"), "{out}");
+    assert_eq!(lead_count(&env), 4);
+}
+
+#[test]
+fn oversized_messages_are_quarantined_with_bounded_memory() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, "  max_message_bytes = 5000"));
+    let mut big = lead(1);
+    big.extend(std::iter::repeat_n(b'x', 20_000));
+    stack.append(LEADS, "INBOX", &big);
+    stack.append(LEADS, "INBOX", &lead(2));
+    assert!(run_once(&env).status.success());
+    assert_eq!(lead_count(&env), 1);
+    assert_eq!(stack.count(LEADS, "Leads.Quarantine"), 1);
+    let q = env.ok(&["quarantine", "list", "--format", "json"]);
+    assert!(q.contains("oversized"), "{q}");
+}
+
+#[test]
+fn run_without_inboxes_says_so() {
+    let env = Env::new();
+    let out = env.run(&["run", "--once"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imap"));
+    let _ = Path::new("");
+}
