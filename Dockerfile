@@ -8,6 +8,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+COPY build.rs* ./
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
@@ -26,4 +27,4 @@ VOLUME /var/lib/leadmail
 WORKDIR /var/lib/leadmail
 USER leadmail
 ENTRYPOINT ["/usr/local/bin/leadmail"]
-CMD ["--help"]
+CMD ["run"]

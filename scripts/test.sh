@@ -19,6 +19,23 @@ if command -v rustup >/dev/null 2>&1; then
     done
 fi
 
+# The end-to-end tests start private Dovecot and Postfix instances (on free
+# loopback ports, in temporary directories); install the packages if missing.
+missing=()
+[[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd dovecot-lmtpd)
+[[ -x /usr/lib/postfix/sbin/master ]] || missing+=(postfix)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if (( ${#missing[@]} )); then
+    if [[ $(id -u) != 0 ]]; then
+        echo "scripts/test.sh: as root, install: apt-get install ${missing[*]}" >&2
+        exit 2
+    fi
+    log "installing ${missing[*]}"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 # --- checks --------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -376,3 +376,53 @@ fn check_config_prints_the_effective_configuration_with_env_overrides() {
     assert!(shown.contains("leads@acmerealty.example"));
     assert!(shown.contains("default_region = \"US\""));
 }
+
+#[test]
+fn quarantined_messages_are_listed_and_replayed_after_a_fix() {
+    let env = Env::new();
+    let msg = env.message(
+        "stray.eml",
+        "From: Ann Lee <ann.lee@example.com>\nTo: leads@newdomain.example\nSubject: hi\nMessage-ID: <stray-2@example.com>\n\nCall me at 555-010-2121\n",
+    );
+    let rows = env.ingest_json(&[&msg]);
+    assert_eq!(rows[0]["outcome"], "quarantined");
+    let list = env.ok(&["quarantine", "list", "--format", "json"]);
+    let q: Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    assert!(q["reason"].as_str().unwrap().contains("no brokerage"));
+    let id = q["id"].as_i64().unwrap().to_string();
+
+    // Replaying without a fix changes nothing.
+    let again: Value = serde_json::from_str(
+        env.ok(&["quarantine", "replay", &id, "--format", "json"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(again["outcome"], "quarantined");
+
+    // The brokerage adds the address; the replay makes the lead, once.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace(
+            "lead_addresses = [\"leads@acmerealty.example\"]",
+            "lead_addresses = [\"leads@acmerealty.example\", \"leads@newdomain.example\"]",
+        ),
+    )
+    .unwrap();
+    let fixed: Value = serde_json::from_str(
+        env.ok(&["quarantine", "replay", "--all", "--format", "json"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(fixed["outcome"], "created", "{fixed}");
+    assert_eq!(env.leads().len(), 1);
+    assert!(
+        env.ok(&["quarantine", "list", "--format", "json"])
+            .trim()
+            .is_empty()
+    );
+    let not_quarantined = env.run(&["quarantine", "replay", &id]);
+    assert!(!not_quarantined.status.success());
+    // And the original file read again is a duplicate of that lead.
+    assert_eq!(env.ingest_json(&[&msg])[0]["outcome"], "duplicate");
+}
