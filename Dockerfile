@@ -8,7 +8,6 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
-COPY build.rs* ./
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
