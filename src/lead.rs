@@ -1,8 +1,8 @@
 //! The data that flows between stages: what the parser makes of one message.
 //!
 //! These are plain types with no behaviour beyond serialization. `ParsedMessage`
-//! is the parser's whole answer; its JSON form (`ParseReport`) is the contract
-//! printed by `leadmail parse`.
+//! is the parser's whole answer; its JSON form is the contract printed by
+//! `leadmail parse`.
 
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +94,9 @@ pub struct Envelope {
 }
 
 /// The parser's full answer for one message. Pure data, no I/O behind it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its JSON form (every field but the envelope, in this order) is the
+/// contract printed by `leadmail parse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ParsedMessage {
     pub verdict: Verdict,
     pub reason: Option<String>,
@@ -107,39 +109,6 @@ pub struct ParsedMessage {
     pub agent_hint: Option<AgentHint>,
     pub message_id: Option<String>,
     pub subject: Option<String>,
+    #[serde(skip)]
     pub envelope: Envelope,
-}
-
-/// The JSON contract of `leadmail parse` (field order and names are part of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParseReport {
-    pub verdict: Verdict,
-    pub reason: Option<String>,
-    pub source: String,
-    pub lead_type: Option<LeadType>,
-    pub contact: Contact,
-    pub property: Property,
-    pub message: Option<String>,
-    pub forwarded_by: Option<String>,
-    pub agent_hint: Option<AgentHint>,
-    pub message_id: Option<String>,
-    pub subject: Option<String>,
-}
-
-impl From<&ParsedMessage> for ParseReport {
-    fn from(p: &ParsedMessage) -> Self {
-        ParseReport {
-            verdict: p.verdict,
-            reason: p.reason.clone(),
-            source: p.source.clone(),
-            lead_type: p.lead_type,
-            contact: p.contact.clone(),
-            property: p.property.clone(),
-            message: p.message.clone(),
-            forwarded_by: p.forwarded_by.clone(),
-            agent_hint: p.agent_hint.clone(),
-            message_id: p.message_id.clone(),
-            subject: p.subject.clone(),
-        }
-    }
 }

@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use leadmail::admin;
 use leadmail::config::Config;
-use leadmail::lead::ParseReport;
 use leadmail::parse::{self, ParseOptions};
 use leadmail::pipeline::{IngestReport, Pipeline};
 use leadmail::source::file;
@@ -457,10 +456,7 @@ fn cmd_parse(config: Option<&std::path::Path>, input: &std::path::Path) -> Resul
     };
     let raw = file::read(first)?;
     let parsed = parse::parse(&raw.bytes, &options);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&ParseReport::from(&parsed))?
-    );
+    println!("{}", serde_json::to_string_pretty(&parsed)?);
     Ok(ExitCode::SUCCESS)
 }
 
