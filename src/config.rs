@@ -40,6 +40,89 @@ pub struct Config {
     pub parse: ParseConfig,
     #[serde(default)]
     pub brokerages: Vec<BrokerageConfig>,
+    /// The server notifications are sent through; none means no notifications.
+    pub smtp: Option<SmtpConfig>,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_smtp_tls")]
+    pub tls: TlsMode,
+    pub ca_file: Option<PathBuf>,
+    /// Leave out for a relay that needs no login.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// `Name <address>` the notifications come from.
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+const fn default_smtp_port() -> u16 {
+    587
+}
+const fn default_smtp_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+
+impl SmtpConfig {
+    /// The password, when the server needs a login.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        if self.password_file.is_none() && self.password_env.is_none() {
+            return Ok(None);
+        }
+        read_secret(self.password_file.as_deref(), self.password_env.as_deref()).map(Some)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Email the assigned agent about each new lead (needs `[smtp]`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Also notify the owner when the owner is not the assigned user.
+    #[serde(default)]
+    pub owner_too: bool,
+    /// A link to the lead in the CRM, `{id}` replaced by the lead id.
+    pub lead_url_template: Option<String>,
+    /// At most one quarantine digest per brokerage admin in this many minutes.
+    #[serde(default = "default_digest_minutes")]
+    pub quarantine_digest_minutes: u32,
+}
+
+const fn default_true() -> bool {
+    true
+}
+const fn default_digest_minutes() -> u32 {
+    60
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            enabled: true,
+            owner_too: false,
+            lead_url_template: None,
+            quarantine_digest_minutes: default_digest_minutes(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -514,6 +597,34 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(smtp) = &self.smtp {
+            let loopback = matches!(smtp.host.as_str(), "localhost" | "127.0.0.1" | "::1")
+                || smtp.host.starts_with("127.");
+            if smtp.tls == TlsMode::None && !loopback {
+                return Err(invalid(
+                    "smtp.tls",
+                    "tls = \"none\" is allowed only for a loopback host",
+                ));
+            }
+            if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(invalid(
+                    "smtp.from",
+                    format!(
+                        "{:?} is not an address such as \"Acme Leads <notify@acme.example>\"",
+                        smtp.from
+                    ),
+                ));
+            }
+            if smtp.username.is_some()
+                && smtp.password_file.is_none()
+                && smtp.password_env.is_none()
+            {
+                return Err(invalid(
+                    "smtp.password_file",
+                    "a username needs password_file or password_env",
+                ));
+            }
+        }
         if !self.database.url.starts_with("sqlite:") {
             return Err(invalid(
                 "database.url",

@@ -29,8 +29,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("no brokerage has an [brokerages.imap] inbox to watch")]
-    NoInboxes,
     #[error("inbox {brokerage}: {source}")]
     Imap {
         brokerage: String,
@@ -73,9 +71,6 @@ pub async fn run(
         .iter()
         .filter_map(|b| b.imap.clone().map(|i| (b.clone(), i)))
         .collect();
-    if inboxes.is_empty() {
-        return Err(DaemonError::NoInboxes);
-    }
     let count = inboxes.len();
     let tasks: Vec<_> = inboxes
         .into_iter()

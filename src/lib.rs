@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod lead;
+pub mod notify;
 pub mod parse;
 pub mod pipeline;
 pub mod route;

@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+    /// Notification tools.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Halt, resume and list agents.
     Agents {
         #[command(subcommand)]
@@ -123,6 +128,15 @@ enum AgentsCommand {
         brokerage: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a test message to an agent, to check the SMTP settings.
+    Test {
+        /// AGENT or BROKERAGE/AGENT
+        agent: String,
     },
 }
 
@@ -258,14 +272,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|b| b.id.clone())
                 .collect();
             let statuses = store.inbox_statuses(&ids).await?;
+            let outbox = store.outbox_status().await?;
             store.close().await;
             match format {
                 Format::Json => {
                     for s in &statuses {
                         println!("{}", serde_json::to_string(s)?);
                     }
+                    println!("{}", serde_json::json!({ "outbox": outbox }));
                 }
-                Format::Table => print_status_table(&statuses),
+                Format::Table => {
+                    print_status_table(&statuses);
+                    println!(
+                        "\nnotifications: {} sent, {} pending, {} failed{}",
+                        outbox.sent,
+                        outbox.pending,
+                        outbox.failed,
+                        outbox
+                            .last_error
+                            .map(|e| format!(" (last error: {e})"))
+                            .unwrap_or_default()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -325,6 +353,70 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        Command::Notify {
+            command: NotifyCommand::Test { agent },
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let Some(smtp) = config.smtp.clone() else {
+                bail!("no [smtp] section in the configuration: nothing to send with");
+            };
+            let (brokerage, agent) = match agent.split_once('/') {
+                Some(_) => {
+                    let (b, a) = admin::target(&config, &agent)?;
+                    (b.clone(), a)
+                }
+                None => {
+                    let b = config
+                        .brokerages
+                        .iter()
+                        .find(|b| b.agents.iter().any(|a| a.id == agent))
+                        .ok_or_else(|| anyhow::anyhow!("no agent {agent:?} in any brokerage"))?;
+                    (b.clone(), agent)
+                }
+            };
+            let a = brokerage
+                .agents
+                .iter()
+                .find(|a| a.id == agent)
+                .ok_or_else(|| anyhow::anyhow!("no agent {agent:?}"))?;
+            let Some(address) = a.emails.first() else {
+                bail!("agent {agent:?} has no email address to notify");
+            };
+            let store = open_store(&config).await?;
+            let r = leadmail::notify::render::test_message(&a.name);
+            let stamp = leadmail::store::now();
+            store
+                .queue_notification(&leadmail::store::NewNotification {
+                    brokerage_id: brokerage.id.clone(),
+                    lead_id: None,
+                    kind: "test",
+                    agent_id: a.id.clone(),
+                    recipient: address.clone(),
+                    reply_to: None,
+                    subject: r.subject,
+                    body_text: r.text,
+                    body_html: r.html,
+                    message_id: format!(
+                        "leadmail.test.{}.{}@{}",
+                        a.id,
+                        stamp.replace([':', '.'], ""),
+                        leadmail::notify::from_domain(&config)
+                    ),
+                })
+                .await?;
+            let sender = leadmail::notify::sender::Sender::new(&smtp, store.clone())?;
+            let pending = sender.flush(std::time::Duration::from_secs(30)).await?;
+            let outbox = store.outbox_status().await?;
+            store.close().await;
+            if pending > 0 || outbox.last_error.is_some() && outbox.sent == 0 {
+                bail!(
+                    "the test message to {address} was not sent: {}",
+                    outbox.last_error.unwrap_or_else(|| "still pending".into())
+                );
+            }
+            println!("test message sent to {address}");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Agents { command } => {
             let config = Config::load(cli.config.as_deref())?;
@@ -497,12 +589,30 @@ async fn cmd_ingest(
     if format == Format::Table {
         print_ingest_table(&reports);
     }
+    deliver_notifications(&pipeline).await?;
     pipeline.store().close().await;
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Delivers the notifications a command queued (bounded; the rest stay in
+/// the outbox for the next `run`).
+async fn deliver_notifications(pipeline: &Pipeline) -> Result<()> {
+    let config = pipeline.config();
+    let Some(smtp) = config.smtp.as_ref().filter(|_| config.notify.enabled) else {
+        return Ok(());
+    };
+    let sender = leadmail::notify::sender::Sender::new(smtp, pipeline.store().clone())?;
+    let pending = sender.flush(std::time::Duration::from_secs(30)).await?;
+    if pending > 0 {
+        eprintln!(
+            "leadmail: {pending} notifications not sent yet; they stay queued for the next `leadmail run`"
+        );
+    }
+    Ok(())
 }
 
 /// `leadmail run`: the daemon, until SIGTERM/SIGINT (or once).
@@ -517,6 +627,38 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
         let _ = stop_tx.send(true);
     });
     let watchdog = tokio::spawn(systemd_watchdog(pipeline.clone(), stop_rx.clone()));
+    let sender = match &config.smtp {
+        Some(smtp) if config.notify.enabled => Some(leadmail::notify::sender::Sender::new(
+            smtp,
+            pipeline.store().clone(),
+        )?),
+        _ => None,
+    };
+    if config.brokerages.iter().all(|b| b.imap.is_none()) {
+        tracing::warn!(
+            message = "No brokerage has an [brokerages.imap] inbox: only delivering notifications."
+        );
+    }
+    // The daemon delivers continuously; --once delivers after the drain.
+    let (sender_task, sender_stop, once_sender) = match sender {
+        Some(sender) if !once => {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(sender.run(
+                std::sync::Arc::new(config.clone()),
+                pipeline.outbox_signal(),
+                rx,
+            ));
+            (Some(task), Some(tx), None)
+        }
+        other => (None, None, other),
+    };
+    let has_inboxes = config.brokerages.iter().any(|b| b.imap.is_some());
+    let mut stop_for_idle = stop_rx.clone();
+    if !has_inboxes && !once {
+        // Nothing to watch: keep delivering until told to stop.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let _ = stop_for_idle.wait_for(|s| *s).await;
+    }
     let report = leadmail::daemon::run(
         &config,
         pipeline.clone(),
@@ -531,6 +673,19 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
     )
     .await?;
     watchdog.abort();
+    if let Some(stop) = sender_stop {
+        let _ = stop.send(true);
+    }
+    if let Some(task) = sender_task {
+        let _ = task.await;
+    }
+    if let Some(sender) = once_sender {
+        leadmail::notify::sender::queue_digests(&config, pipeline.store()).await?;
+        let pending = sender.flush(std::time::Duration::from_secs(30)).await?;
+        if pending > 0 {
+            eprintln!("leadmail: {pending} notifications not sent yet; they stay queued");
+        }
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     pipeline.store().close().await;
     for failure in &report.failures {

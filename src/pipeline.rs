@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{BrokerageConfig, Config};
 use crate::lead::{ParsedMessage, Verdict};
+use crate::notify;
 use crate::parse::{self, ParseOptions};
 use crate::route::{self, Directory, RoutingDecision};
 use crate::source::RawMessage;
@@ -111,6 +112,8 @@ pub struct Pipeline {
     config: Config,
     store: Store,
     options: ParseOptions,
+    /// Woken after a commit that queued notifications (the sender waits on it).
+    outbox: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Pipeline {
@@ -120,7 +123,17 @@ impl Pipeline {
             config,
             store,
             options,
+            outbox: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// What the notification sender waits on.
+    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn store(&self) -> &Store {
@@ -243,7 +256,9 @@ impl Pipeline {
 
         let repeat_of = match (outcome, brokerage) {
             (Outcome::Created, Some(b)) => {
-                let since = days_ago(b.routing.dedupe_window_days);
+                let since = crate::store::time_before(std::time::Duration::from_secs(
+                    u64::from(b.routing.dedupe_window_days) * 86_400,
+                ));
                 tx.find_repeat(&b.id, &parsed.contact, &since).await?
             }
             _ => None,
@@ -281,30 +296,42 @@ impl Pipeline {
 
         let mut lead_id = repeat_of;
         let mut routing = None;
-        match (outcome, brokerage) {
-            (Outcome::Repeat, _) => {
-                if let Some(id) = repeat_of {
-                    let note = format!("asked again via {}", parsed.source);
-                    tx.add_event(
-                        id,
-                        &now(),
-                        "repeat_inquiry",
-                        "leadmail",
-                        None,
-                        None,
-                        Some(&note),
-                    )
-                    .await?;
+        let mut queued = false;
+        match (outcome, brokerage, repeat_of) {
+            (Outcome::Repeat, Some(b), Some(id)) => {
+                let note = format!("asked again via {}", parsed.source);
+                tx.add_event(
+                    id,
+                    &now(),
+                    "repeat_inquiry",
+                    "leadmail",
+                    None,
+                    None,
+                    Some(&note),
+                )
+                .await?;
+                let (_, user) = tx.lead_agents(id).await?;
+                if let Some(n) =
+                    notify::repeat_notification(&self.config, b, id, message_row, &user, &parsed)
+                {
+                    queued |= tx.queue_notification(&n).await?;
                 }
             }
-            (Outcome::Created, Some(b)) => {
+            (Outcome::Created, Some(b), _) => {
                 let (id, decision) = self.create_lead(&mut tx, b, message_row, &parsed).await?;
+                // Written with the lead: a crash can lose neither without the other.
+                for n in notify::lead_notifications(&self.config, b, id, &parsed, &decision) {
+                    queued |= tx.queue_notification(&n).await?;
+                }
                 lead_id = Some(id);
                 routing = Some(RoutingSummary::from(&decision));
             }
             _ => {}
         }
         tx.commit().await?;
+        if queued {
+            self.outbox.notify_one();
+        }
         tracing::info!(
             message = "Message processed.",
             origin = %raw.origin,
@@ -390,13 +417,6 @@ pub fn strip_plus_tag(addr: &str) -> String {
         }
         None => addr.to_string(),
     }
-}
-
-/// RFC 3339 UTC timestamp `days` days before now (the same format as stored ones).
-fn days_ago(days: u32) -> String {
-    let then = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
-    then.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -114,8 +114,21 @@ pub struct LeadEvent {
 
 /// Current UTC time as RFC 3339, the one timestamp format stored.
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+/// UTC time `d` from now, in the stored format.
+pub fn time_after(d: std::time::Duration) -> String {
+    format_time(time::OffsetDateTime::now_utc() + d)
+}
+
+/// UTC time `d` ago, in the stored format.
+pub fn time_before(d: std::time::Duration) -> String {
+    format_time(time::OffsetDateTime::now_utc() - d)
+}
+
+fn format_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
@@ -374,6 +387,20 @@ impl StoreTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+
+    /// Queues a notification in this transaction (with the lead it is about).
+    pub async fn queue_notification(&mut self, n: &NewNotification) -> Result<bool> {
+        insert_notification(&mut self.tx, n).await
+    }
+
+    /// A lead's current owner and assigned user.
+    pub async fn lead_agents(&mut self, lead_id: i64) -> Result<(String, String)> {
+        let r = sqlx::query("SELECT owner_id, user_id FROM leads WHERE id = ?1")
+            .bind(lead_id)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok((r.try_get("owner_id")?, r.try_get("user_id")?))
     }
 
     /// The stored round-robin positions of a brokerage's pools.
@@ -902,6 +929,222 @@ impl Store {
             })
         })
         .transpose()
+    }
+}
+
+/// A notification to queue.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub brokerage_id: String,
+    pub lead_id: Option<i64>,
+    pub kind: &'static str,
+    pub agent_id: String,
+    pub recipient: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub message_id: String,
+}
+
+/// A queued notification, as the sender reads it.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: i64,
+    pub recipient: String,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub message_id: String,
+    pub lead_id: Option<i64>,
+    pub kind: String,
+    pub attempts: i64,
+}
+
+/// The outbox at a glance, for `leadmail status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxStatus {
+    pub pending: i64,
+    pub failed: i64,
+    pub sent: i64,
+    pub last_error: Option<String>,
+}
+
+async fn insert_notification(
+    conn: &mut sqlx::SqliteConnection,
+    n: &NewNotification,
+) -> Result<bool> {
+    let at = now();
+    let done = sqlx::query(
+        "INSERT INTO notifications (brokerage_id, lead_id, kind, agent_id, recipient, reply_to,
+            subject, body_text, body_html, message_id, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+         ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(&n.brokerage_id)
+    .bind(n.lead_id)
+    .bind(n.kind)
+    .bind(&n.agent_id)
+    .bind(&n.recipient)
+    .bind(&n.reply_to)
+    .bind(&n.subject)
+    .bind(&n.body_text)
+    .bind(&n.body_html)
+    .bind(&n.message_id)
+    .bind(&at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+impl Store {
+    /// Queues a notification outside any other transaction (test mails, digests).
+    pub async fn queue_notification(&self, n: &NewNotification) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        insert_notification(&mut conn, n).await
+    }
+
+    /// Pending notifications whose time has come, oldest first.
+    pub async fn due_notifications(&self, limit: i64) -> Result<Vec<Notification>> {
+        let rows = sqlx::query(
+            "SELECT id, recipient, reply_to, subject, body_text, body_html, message_id, lead_id,
+                    kind, attempts
+             FROM notifications WHERE status = 'pending' AND next_attempt_at <= ?1
+             ORDER BY id LIMIT ?2",
+        )
+        .bind(now())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Notification {
+                    id: r.try_get("id")?,
+                    recipient: r.try_get("recipient")?,
+                    reply_to: r.try_get("reply_to")?,
+                    subject: r.try_get("subject")?,
+                    body_text: r.try_get("body_text")?,
+                    body_html: r.try_get("body_html")?,
+                    message_id: r.try_get("message_id")?,
+                    lead_id: r.try_get("lead_id")?,
+                    kind: r.try_get("kind")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_sent(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE notifications SET status = 'sent', sent_at = ?2, attempts = attempts + 1 WHERE id = ?1")
+            .bind(id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `retry_at`, or given up when `None`.
+    pub async fn mark_attempt_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = ?2,
+               status = CASE WHEN ?3 IS NULL THEN 'failed' ELSE 'pending' END,
+               next_attempt_at = COALESCE(?3, next_attempt_at)
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(retry_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The earliest time a pending notification is due, if any is pending.
+    pub async fn next_notification_due(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM notifications WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn outbox_status(&self) -> Result<OutboxStatus> {
+        let count = |status: &'static str| {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE status = ?1")
+                .bind(status)
+                .fetch_one(&self.pool)
+        };
+        Ok(OutboxStatus {
+            pending: count("pending").await?,
+            failed: count("failed").await?,
+            sent: count("sent").await?,
+            last_error: sqlx::query_scalar(
+                "SELECT last_error FROM notifications WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&self.pool)
+            .await?,
+        })
+    }
+
+    /// Quarantined messages of a brokerage after `after_row`: (row, reason).
+    pub async fn quarantined_since(
+        &self,
+        brokerage_id: &str,
+        after_row: i64,
+    ) -> Result<Vec<(i64, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT id, reason FROM messages WHERE brokerage_key = ?1 AND outcome = 'quarantined' AND id > ?2 ORDER BY id",
+        )
+        .bind(brokerage_id)
+        .bind(after_row)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("reason")?)))
+            .collect()
+    }
+
+    /// Where a brokerage's digest got to: (last message row, last sent at).
+    pub async fn digest_state(&self, brokerage_id: &str) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT last_message_row, last_sent_at FROM quarantine_digests WHERE brokerage_id = ?1",
+        )
+        .bind(brokerage_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("last_message_row")?, r.try_get("last_sent_at")?)))
+            .transpose()
+    }
+
+    /// Queues digest notifications and advances the digest state, together.
+    pub async fn queue_digest(
+        &self,
+        brokerage_id: &str,
+        up_to_row: i64,
+        notifications: &[NewNotification],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for n in notifications {
+            insert_notification(&mut tx, n).await?;
+        }
+        sqlx::query(
+            "INSERT INTO quarantine_digests (brokerage_id, last_message_row, last_sent_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (brokerage_id) DO UPDATE SET last_message_row = excluded.last_message_row,
+               last_sent_at = excluded.last_sent_at",
+        )
+        .bind(brokerage_id)
+        .bind(up_to_row)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -98,6 +98,67 @@ impl MailStack {
         self.run_script("stop");
     }
 
+    /// Stops only the SMTP server (Postfix), leaving IMAP up.
+    pub fn stop_smtp(&self) {
+        self.postfix("stop");
+    }
+
+    pub fn start_smtp(&self) {
+        self.postfix("start");
+        let port = self.smtp_port.expect("started with smtp");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postfix did not come back"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn postfix(&self, verb: &str) {
+        let out = Command::new("/usr/sbin/postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("postfix/etc"))
+            .arg(verb)
+            .output()
+            .expect("postfix");
+        assert!(
+            out.status.success(),
+            "postfix {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The raw text of every message in a mailbox.
+    pub fn messages(&self, user: &str, mailbox: &str) -> Vec<Vec<u8>> {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args([
+                "-f", "pager", "fetch", "-u", user, "text", "mailbox", mailbox, "all",
+            ])
+            .output()
+            .unwrap();
+        out.stdout
+            .split(|b| *b == 0x0c)
+            .map(|chunk| {
+                let s = chunk.strip_prefix(b"\n").unwrap_or(chunk);
+                s.strip_prefix(b"text:\n").unwrap_or(s).to_vec()
+            })
+            .filter(|m| !m.iter().all(u8::is_ascii_whitespace))
+            .collect()
+    }
+
+    /// The `[smtp]` table for this stack's Postfix, over STARTTLS.
+    pub fn smtp_config(&self, from: &str) -> String {
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nfrom = \"{from}\"\n",
+            self.smtp_port.expect("started with smtp"),
+            self.cert.display()
+        )
+    }
+
     fn doveadm(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
         use std::io::Write;
         let mut child = Command::new("doveadm")

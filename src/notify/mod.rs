@@ -1,0 +1,127 @@
+//! Notify: tell the assigned agent about each lead, by email, exactly once.
+//!
+//! A transactional outbox: [`lead_notifications`] (pure) turns a stored lead
+//! into rows that the pipeline writes in the same transaction as the lead;
+//! the [`sender`] delivers due rows over SMTP and marks them. A crash never
+//! loses a notification (the row is committed with the lead) and never sends
+//! one twice, except in the window between the server accepting a message
+//! and the row being marked sent: then the same deterministic Message-ID
+//! goes out again, so mail clients and servers recognise the copy.
+//! Every message carries `Auto-Submitted: auto-generated` and
+//! `X-Leadmail-Notification`, which the parser ignores: leadmail never
+//! ingests its own mail.
+
+pub mod render;
+pub mod sender;
+
+use crate::config::{BrokerageConfig, Config};
+use crate::lead::ParsedMessage;
+use crate::route::RoutingDecision;
+use crate::store::NewNotification;
+
+/// Whether notifications are on: enabled and an SMTP server configured.
+pub fn active(config: &Config) -> bool {
+    config.notify.enabled && config.smtp.is_some()
+}
+
+/// The domain notifications are sent from (for their Message-IDs).
+pub fn from_domain(config: &Config) -> String {
+    config
+        .smtp
+        .as_ref()
+        .and_then(|s| s.from.parse::<lettre::message::Mailbox>().ok())
+        .map(|m| m.email.domain().to_string())
+        .unwrap_or_else(|| "leadmail.invalid".to_string())
+}
+
+fn lead_url(config: &Config, lead_id: i64) -> Option<String> {
+    config
+        .notify
+        .lead_url_template
+        .as_ref()
+        .map(|t| t.replace("{id}", &lead_id.to_string()))
+}
+
+/// The address an agent is notified at: their first configured email.
+fn agent_address<'a>(b: &'a BrokerageConfig, agent: &str) -> Option<(&'a str, &'a str)> {
+    b.agents
+        .iter()
+        .find(|a| a.id == agent)
+        .and_then(|a| a.emails.first().map(|e| (a.name.as_str(), e.as_str())))
+}
+
+/// The notifications a new lead sends: its user, and its owner when
+/// `owner_too` and the owner is someone else. Agents without an email
+/// address get none.
+pub fn lead_notifications(
+    config: &Config,
+    brokerage: &BrokerageConfig,
+    lead_id: i64,
+    lead: &ParsedMessage,
+    decision: &RoutingDecision,
+) -> Vec<NewNotification> {
+    if !active(config) {
+        return Vec::new();
+    }
+    let mut recipients = vec![decision.user.as_str()];
+    if config.notify.owner_too && decision.owner != decision.user {
+        recipients.push(decision.owner.as_str());
+    }
+    let domain = from_domain(config);
+    recipients
+        .into_iter()
+        .filter_map(|agent| {
+            let (_, address) = agent_address(brokerage, agent)?;
+            let r = render::new_lead(&render::LeadNotice {
+                lead_id,
+                lead,
+                decision,
+                agent_id: agent,
+                lead_url: lead_url(config, lead_id),
+            });
+            Some(NewNotification {
+                brokerage_id: brokerage.id.clone(),
+                lead_id: Some(lead_id),
+                kind: "lead",
+                agent_id: agent.to_string(),
+                recipient: address.to_string(),
+                reply_to: lead.contact.email.clone(),
+                subject: r.subject,
+                body_text: r.text,
+                body_html: r.html,
+                message_id: format!("leadmail.lead{lead_id}.{agent}@{domain}"),
+            })
+        })
+        .collect()
+}
+
+/// The short note to a lead's current user when the person asks again.
+pub fn repeat_notification(
+    config: &Config,
+    brokerage: &BrokerageConfig,
+    lead_id: i64,
+    message_row: i64,
+    user: &str,
+    lead: &ParsedMessage,
+) -> Option<NewNotification> {
+    if !active(config) {
+        return None;
+    }
+    let (_, address) = agent_address(brokerage, user)?;
+    let r = render::repeat_inquiry(lead_id, lead, lead_url(config, lead_id));
+    Some(NewNotification {
+        brokerage_id: brokerage.id.clone(),
+        lead_id: Some(lead_id),
+        kind: "repeat",
+        agent_id: user.to_string(),
+        recipient: address.to_string(),
+        reply_to: lead.contact.email.clone(),
+        subject: r.subject,
+        body_text: r.text,
+        body_html: r.html,
+        message_id: format!(
+            "leadmail.repeat{message_row}.{user}@{}",
+            from_domain(config)
+        ),
+    })
+}

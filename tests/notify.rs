@@ -1,0 +1,238 @@
+//! Notifications against real servers: Postfix (SMTP, STARTTLS) delivering
+//! into Dovecot, read back from the agent's mailbox.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::mailstack::MailStack;
+use common::{Env, bin};
+
+const LEADS: &str = "leads@acme.test";
+const AGENT: &str = "agent@acme.test";
+
+fn config(stack: &MailStack, agent_email: &str, imap: bool) -> String {
+    format!(
+        r#"{smtp}
+[[brokerages]]
+id = "acme"
+name = "Acme"
+lead_addresses = ["leads@acmerealty.example"]
+default_owner = "amy"
+{imap}
+  [[brokerages.agents]]
+  id = "amy"
+  name = "Amy"
+  role = "admin"
+  [[brokerages.agents]]
+  id = "jane"
+  name = "Jane Smith"
+  emails = ["{agent_email}"]
+"#,
+        smtp = stack.smtp_config("Acme Leads <notify@acme.test>"),
+        imap = if imap {
+            stack.imap_config(LEADS, "")
+        } else {
+            String::new()
+        },
+    )
+}
+
+fn lead_file(env: &Env, n: u32, name: &str) -> std::path::PathBuf {
+    env.message(
+        &format!("lead{n}.eml"),
+        &format!(
+            "From: Site <noreply@site.example>\nTo: leads@acmerealty.example\nSubject: Inquiry\nMessage-ID: <n-{n}@site.example>\n\nName: {name}\nEmail: person{n}@example.com\nPhone: 555-010-{n:04}\nProperty: {n} Oak St, Ann Arbor, MI 48103\nMessage: Is it <b>still</b> available?\n"
+        ),
+    )
+}
+
+fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for `n` messages and makes sure no more follow.
+fn expect_exactly(stack: &MailStack, user: &str, n: usize) {
+    wait_for(&format!("{n} messages for {user}"), 20, || {
+        stack.count(user, "INBOX") >= n
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(stack.count(user, "INBOX"), n, "exactly {n}");
+}
+
+#[test]
+fn one_correct_notification_per_lead() {
+    let stack = MailStack::start(&[LEADS, AGENT], true);
+    let env = Env::with_config(&config(&stack, AGENT, false));
+    let first = lead_file(&env, 1, "Victor Almeida");
+    let rows = env.ingest_json(&[&first]);
+    assert_eq!(rows[0]["outcome"], "created");
+    expect_exactly(&stack, AGENT, 1);
+
+    let raw = &stack.messages(AGENT, "INBOX")[0];
+    let mail = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("a message");
+    assert_eq!(
+        mail.subject(),
+        Some("New lead: Victor Almeida \u{2014} 1 Oak St, Ann Arbor, MI 48103 (generic)")
+    );
+    assert_eq!(
+        mail.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    assert!(
+        mail.header_raw("X-Leadmail-Notification")
+            .unwrap()
+            .contains("lead=1")
+    );
+    let reply_to = mail
+        .reply_to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address());
+    assert_eq!(reply_to, Some("person1@example.com"));
+    assert_eq!(
+        mail.from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address()),
+        Some("notify@acme.test")
+    );
+    assert!(
+        mail.message_id()
+            .unwrap()
+            .starts_with("leadmail.lead1.jane@")
+    );
+    let html = mail.body_html(0).unwrap();
+    assert!(
+        html.contains("&lt;b&gt;still&lt;/b&gt;"),
+        "lead text is escaped: {html}"
+    );
+    assert!(!html.contains("<b>still"));
+    assert!(html.contains("tel:+15550100001"));
+    let text = mail.body_text(0).unwrap();
+    assert!(text.contains("Phone: +15550100001"));
+
+    // The same lead again: no second notification; a new lead: one more.
+    env.ingest_json(&[&first]);
+    env.ingest_json(&[&lead_file(&env, 2, "Grace Liu")]);
+    expect_exactly(&stack, AGENT, 2);
+}
+
+#[test]
+fn hostile_names_never_break_headers() {
+    let stack = MailStack::start(&[LEADS, AGENT], true);
+    let env = Env::with_config(&config(&stack, AGENT, false));
+    let msg = env.message(
+        "evil.eml",
+        "From: Site <noreply@site.example>\nTo: leads@acmerealty.example\nSubject: x\nMessage-ID: <evil@site.example>\nContent-Type: text/plain; charset=utf-8\n\nName: =?utf-8?q?Eve=0D=0ABcc=3A_victim=40example=2Ecom?= <script>alert(1)</script>\nEmail: eve@example.com\n",
+    );
+    env.ingest_json(&[&msg]);
+    expect_exactly(&stack, AGENT, 1);
+    let raw = &stack.messages(AGENT, "INBOX")[0];
+    let mail = mail_parser::MessageParser::default().parse(raw).unwrap();
+    assert!(mail.header_raw("Bcc").is_none());
+    assert!(!mail.body_html(0).unwrap().contains("<script>"));
+}
+
+#[test]
+fn smtp_outage_delays_but_never_loses_or_doubles() {
+    let stack = MailStack::start(&[LEADS, AGENT], true);
+    let env = Env::with_config(&config(&stack, AGENT, false));
+    stack.stop_smtp();
+    let out = env.run(&[
+        "ingest",
+        "--format",
+        "json",
+        lead_file(&env, 1, "Ann Lee").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "the lead is stored even when mail is down"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not sent yet"));
+    let status = env.ok(&["status", "--format", "json"]);
+    assert!(status.contains("\"pending\":1"), "{status}");
+
+    stack.start_smtp();
+    // The retry is due 5 s after the failed attempt.
+    std::thread::sleep(Duration::from_millis(5500));
+    assert!(env.run(&["run", "--once"]).status.success());
+    expect_exactly(&stack, AGENT, 1);
+    assert!(env.run(&["run", "--once"]).status.success());
+    expect_exactly(&stack, AGENT, 1);
+}
+
+fn spawn_run(env: &Env) -> Child {
+    bin()
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .current_dir(env.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn kill_9_after_commit_still_notifies_once() {
+    let stack = MailStack::start(&[LEADS, AGENT], true);
+    let env = Env::with_config(&config(&stack, AGENT, true));
+    assert!(env.run(&["migrate"]).status.success());
+    stack.stop_smtp();
+    let mut child = spawn_run(&env);
+    stack.append(
+        LEADS,
+        "INBOX",
+        &std::fs::read(lead_file(&env, 7, "Kim Park")).unwrap(),
+    );
+    wait_for("the lead", 20, || env.leads().len() == 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stack.start_smtp();
+    std::thread::sleep(Duration::from_millis(5500));
+    assert!(env.run(&["run", "--once"]).status.success());
+    expect_exactly(&stack, AGENT, 1);
+}
+
+#[test]
+fn a_notification_delivered_to_the_lead_inbox_never_becomes_a_lead() {
+    let stack = MailStack::start(&[LEADS, AGENT], true);
+    // Misconfigured on purpose: the agent's address is the watched lead inbox.
+    let env = Env::with_config(&config(&stack, LEADS, true));
+    stack.append(
+        LEADS,
+        "INBOX",
+        &std::fs::read(lead_file(&env, 3, "Omar Haddad")).unwrap(),
+    );
+    assert!(env.run(&["run", "--once"]).status.success());
+    assert_eq!(env.leads().len(), 1);
+    // The notification arrives in the inbox...
+    wait_for("the notification in the inbox", 20, || {
+        stack.count(LEADS, "INBOX") == 1
+    });
+    // ...and is recognised as our own.
+    let out = env.ok(&["run", "--once"]);
+    assert!(out.contains("processed 1 messages"), "{out}");
+    assert_eq!(env.leads().len(), 1, "never ingests its own notification");
+    assert_eq!(stack.count(LEADS, "INBOX"), 0);
+}
+
+#[test]
+fn notify_test_reaches_the_agent() {
+    let stack = MailStack::start(&[LEADS, AGENT], true);
+    let env = Env::with_config(&config(&stack, AGENT, false));
+    let out = env.ok(&["notify", "test", "jane"]);
+    assert!(out.contains("sent to agent@acme.test"), "{out}");
+    expect_exactly(&stack, AGENT, 1);
+    let out = env.run(&["notify", "test", "nobody"]);
+    assert!(!out.status.success());
+}
