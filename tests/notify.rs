@@ -236,3 +236,30 @@ fn notify_test_reaches_the_agent() {
     let out = env.run(&["notify", "test", "nobody"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn quarantined_messages_reach_admins_as_one_digest() {
+    let stack = MailStack::start(&[LEADS, AGENT, "admin@acme.test"], true);
+    let text = config(&stack, AGENT, false).replace(
+        "  role = \"admin\"",
+        "  role = \"admin\"\n  emails = [\"admin@acme.test\"]",
+    );
+    let env = Env::with_config(&text);
+    let bad = |n: u32| {
+        env.message(
+            &format!("bad{n}.eml"),
+            &format!("From: Form <noreply@site.example>\nTo: leads@acmerealty.example\nSubject: empty\nMessage-ID: <bad-{n}@site.example>\n\nNo details.\n"),
+        )
+    };
+    env.ingest_json(&[&bad(1), &bad(2)]);
+    assert!(env.run(&["run", "--once"]).status.success());
+    expect_exactly(&stack, "admin@acme.test", 1);
+    let raw = &stack.messages("admin@acme.test", "INBOX")[0];
+    let mail = mail_parser::MessageParser::default().parse(raw).unwrap();
+    assert_eq!(mail.subject(), Some("2 message(s) quarantined for Acme"));
+    // Within the digest window, more quarantined mail waits for the next digest.
+    env.ingest_json(&[&bad(3)]);
+    assert!(env.run(&["run", "--once"]).status.success());
+    expect_exactly(&stack, "admin@acme.test", 1);
+    assert_eq!(stack.count(AGENT, "INBOX"), 0, "agents get no digest");
+}
