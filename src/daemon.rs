@@ -15,13 +15,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{BrokerageConfig, Config, ImapConfig};
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Entry, Pipeline, PipelineError};
 use crate::source::RawMessage;
 use crate::source::imap::{Disposition, ImapError, Inbox};
 use crate::store::InboxEvent;
 
 /// Messages fetched and committed per round trip before acknowledging.
-const BATCH: usize = 50;
+const BATCH: usize = 100;
 /// Longest IDLE before it is re-issued (servers drop it at 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(20 * 60);
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -272,32 +272,46 @@ async fn drain(
                 },
             )
             .await;
+            let reasons: Vec<Option<String>> = fetched
+                .iter()
+                .map(|m| {
+                    m.oversized.then(|| {
+                        format!(
+                            "oversized: {} bytes, over max_message_bytes {}",
+                            m.size, imap.max_message_bytes
+                        )
+                    })
+                })
+                .collect();
+            let uids: Vec<u32> = fetched.iter().map(|m| m.uid).collect();
+            let batch: Vec<(RawMessage, Entry<'_>)> = fetched
+                .into_iter()
+                .zip(&reasons)
+                .map(|(message, reason)| {
+                    let raw = RawMessage {
+                        origin: format!(
+                            "imap://{id}/{};UIDVALIDITY={}/;UID={}",
+                            imap.mailbox, inbox.state.uid_validity, message.uid
+                        ),
+                        bytes: message.bytes,
+                    };
+                    let entry = match reason {
+                        Some(why) => Entry::Quarantine(why),
+                        None => Entry::New,
+                    };
+                    (raw, entry)
+                })
+                .collect();
+            // One commit for the batch; nothing is acknowledged before it.
+            let reports = pipeline.ingest_batch(&batch, id).await.map_err(pipe_err)?;
+            drop(batch);
             let mut done = Vec::new();
             let mut quarantined = Vec::new();
-            for message in fetched {
-                let raw = RawMessage {
-                    origin: format!(
-                        "imap://{id}/{};UIDVALIDITY={}/;UID={}",
-                        imap.mailbox, inbox.state.uid_validity, message.uid
-                    ),
-                    bytes: message.bytes,
-                };
-                // Committed before anything is acknowledged; an error here
-                // leaves the message on the server for the next attempt.
-                let report = if message.oversized {
-                    let reason = format!(
-                        "oversized: {} bytes, over max_message_bytes {}",
-                        message.size, imap.max_message_bytes
-                    );
-                    pipeline.quarantine(&raw, id, &reason).await
-                } else {
-                    pipeline.ingest(&raw, Some(id)).await
-                }
-                .map_err(pipe_err)?;
+            for (uid, report) in uids.iter().zip(&reports) {
                 if report.is_quarantined() {
-                    quarantined.push(message.uid);
+                    quarantined.push(*uid);
                 } else {
-                    done.push(message.uid);
+                    done.push(*uid);
                 }
             }
             inbox

@@ -90,7 +90,7 @@ impl IngestReport {
 
 /// How a message enters the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry<'a> {
+pub enum Entry<'a> {
     /// Newly read.
     New,
     /// A stored, quarantined message processed again (its row id).
@@ -188,6 +188,49 @@ impl Pipeline {
         brokerage: Option<&str>,
         entry: Entry<'_>,
     ) -> Result<IngestReport, PipelineError> {
+        let mut tx = self.store.begin().await?;
+        let (report, queued) = self.process_in(&mut tx, raw, brokerage, entry).await?;
+        tx.commit().await?;
+        if queued {
+            self.outbox.notify_one();
+        }
+        Ok(report)
+    }
+
+    /// Processes messages of one brokerage's inbox in a single transaction
+    /// (group commit: one durable commit for the batch). Either every
+    /// message's outcome is committed, or none is.
+    pub async fn ingest_batch(
+        &self,
+        batch: &[(RawMessage, Entry<'_>)],
+        brokerage: &str,
+    ) -> Result<Vec<IngestReport>, PipelineError> {
+        let mut tx = self.store.begin().await?;
+        let mut reports = Vec::with_capacity(batch.len());
+        let mut queued = false;
+        for (raw, entry) in batch {
+            let (report, q) = self
+                .process_in(&mut tx, raw, Some(brokerage), *entry)
+                .await?;
+            queued |= q;
+            reports.push(report);
+        }
+        tx.commit().await?;
+        if queued {
+            self.outbox.notify_one();
+        }
+        Ok(reports)
+    }
+
+    /// One message inside the caller's transaction; returns its report and
+    /// whether notifications were queued.
+    async fn process_in(
+        &self,
+        tx: &mut crate::store::StoreTx,
+        raw: &RawMessage,
+        brokerage: Option<&str>,
+        entry: Entry<'_>,
+    ) -> Result<(IngestReport, bool), PipelineError> {
         let parsed = parse::parse(&raw.bytes, &self.options);
         let brokerage = match brokerage {
             Some(id) => self.config.brokerage(id),
@@ -222,14 +265,12 @@ impl Pipeline {
             filed_as,
         };
 
-        let mut tx = self.store.begin().await?;
         let existing = tx.existing_message(brokerage_key, &dedupe_key).await?;
         if let Some(existing) = existing.filter(|e| entry != Entry::Replay(e.id)) {
             if let Entry::Replay(row) = entry {
                 // The message reached us again meanwhile and was filed then.
                 tx.refile_message(row, "", "duplicate", Some("replayed: a duplicate"), None)
                     .await?;
-                tx.commit().await?;
             }
             tracing::info!(
                 message = "Message already processed.",
@@ -245,12 +286,15 @@ impl Pipeline {
                 Some(id) => format!("already processed: lead {id}"),
                 None => format!("already processed: {}", existing.outcome),
             };
-            return Ok(report(
-                Outcome::Duplicate,
-                Some(why),
-                existing.lead_id,
-                None,
-                earlier,
+            return Ok((
+                report(
+                    Outcome::Duplicate,
+                    Some(why),
+                    existing.lead_id,
+                    None,
+                    earlier,
+                ),
+                false,
             ));
         }
 
@@ -318,7 +362,7 @@ impl Pipeline {
                 }
             }
             (Outcome::Created, Some(b), _) => {
-                let (id, decision) = self.create_lead(&mut tx, b, message_row, &parsed).await?;
+                let (id, decision) = self.create_lead(tx, b, message_row, &parsed).await?;
                 // Written with the lead: a crash can lose neither without the other.
                 for n in notify::lead_notifications(&self.config, b, id, &parsed, &decision) {
                     queued |= tx.queue_notification(&n).await?;
@@ -327,10 +371,6 @@ impl Pipeline {
                 routing = Some(RoutingSummary::from(&decision));
             }
             _ => {}
-        }
-        tx.commit().await?;
-        if queued {
-            self.outbox.notify_one();
         }
         tracing::info!(
             message = "Message processed.",
@@ -344,7 +384,7 @@ impl Pipeline {
             (Outcome::Repeat, Some(id)) => Some(format!("repeat inquiry: attached to lead {id}")),
             _ => reason,
         };
-        Ok(report(outcome, reason, lead_id, routing, outcome))
+        Ok((report(outcome, reason, lead_id, routing, outcome), queued))
     }
 
     async fn create_lead(

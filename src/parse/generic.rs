@@ -52,10 +52,12 @@ pub fn is_system_address(addr: &str) -> bool {
         "marketing",
         "listings",
     ];
-    system
-        .iter()
-        .any(|s| local == *s || local.starts_with(&format!("{s}+")))
-        || local.starts_with("noreply")
+    system.iter().any(|s| {
+        local == *s
+            || local
+                .strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with('+'))
+    }) || local.starts_with("noreply")
         || local.starts_with("no-reply")
         || sources::is_source_domain(domain) && !domain.starts_with("convo.")
 }
