@@ -20,8 +20,10 @@ use crate::source::RawMessage;
 use crate::source::imap::{Disposition, ImapError, Inbox};
 use crate::store::InboxEvent;
 
-/// Messages fetched and committed per round trip before acknowledging.
+/// Messages fetched and committed (one transaction) per round trip.
 const BATCH: usize = 100;
+/// Committed messages acknowledged together (one MOVE).
+const ACK_BATCH: usize = 1000;
 /// Longest IDLE before it is re-issued (servers drop it at 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(20 * 60);
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -260,7 +262,9 @@ async fn drain(
             .await;
             return Ok(());
         }
-        for batch in waiting.chunks(BATCH) {
+        let mut acks = Acks::default();
+        let batches = waiting.len().div_ceil(BATCH);
+        for (batch_index, batch) in waiting.chunks(BATCH).enumerate() {
             let fetched = inbox.fetch(batch).await.map_err(imap_err)?;
             let oldest = fetched.iter().filter_map(|f| f.arrived.clone()).min();
             record(
@@ -314,29 +318,53 @@ async fn drain(
                     done.push(*uid);
                 }
             }
-            inbox
-                .acknowledge(&done, Disposition::Processed)
-                .await
-                .map_err(imap_err)?;
-            inbox
-                .acknowledge(&quarantined, Disposition::Quarantined)
-                .await
-                .map_err(imap_err)?;
-            let n = (done.len() + quarantined.len()) as u64;
-            *processed += n;
-            record(
-                pipeline,
-                id,
-                InboxEvent {
-                    processed: n as i64,
-                    ..InboxEvent::default()
-                },
-            )
-            .await;
+            acks.done.extend(done);
+            acks.quarantined.extend(quarantined);
+            let last = batch_index + 1 == batches;
+            if acks.len() >= ACK_BATCH || last || *shutdown.borrow() {
+                let n = acks.flush(inbox).await.map_err(imap_err)?;
+                *processed += n;
+                record(
+                    pipeline,
+                    id,
+                    InboxEvent {
+                        processed: n as i64,
+                        ..InboxEvent::default()
+                    },
+                )
+                .await;
+            }
             if *shutdown.borrow() {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Committed messages not yet acknowledged on the server. Acknowledging in
+/// large sets matters: each MOVE costs the server work in proportion to the
+/// mailbox's size. Holding them a little longer is safe: a message committed
+/// but not yet acknowledged is recognised as a duplicate if it comes back.
+#[derive(Default)]
+struct Acks {
+    done: Vec<u32>,
+    quarantined: Vec<u32>,
+}
+
+impl Acks {
+    fn len(&self) -> usize {
+        self.done.len() + self.quarantined.len()
+    }
+
+    async fn flush(&mut self, inbox: &mut Inbox) -> Result<u64, ImapError> {
+        inbox.acknowledge(&self.done, Disposition::Processed).await?;
+        inbox
+            .acknowledge(&self.quarantined, Disposition::Quarantined)
+            .await?;
+        let n = self.len() as u64;
+        self.done.clear();
+        self.quarantined.clear();
+        Ok(n)
     }
 }
 
