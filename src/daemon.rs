@@ -357,7 +357,9 @@ impl Acks {
     }
 
     async fn flush(&mut self, inbox: &mut Inbox) -> Result<u64, ImapError> {
-        inbox.acknowledge(&self.done, Disposition::Processed).await?;
+        inbox
+            .acknowledge(&self.done, Disposition::Processed)
+            .await?;
         inbox
             .acknowledge(&self.quarantined, Disposition::Quarantined)
             .await?;
