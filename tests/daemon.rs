@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::mailstack::MailStack;
-use common::{Env, bin};
+use common::{Env, wait_until};
 
 const LEADS: &str = "leads@acme.test";
 // Dovecot (Maildir++) separates levels with "."; leadmail is configured with "Leads/Processed".
@@ -49,26 +49,6 @@ fn lead(n: usize) -> Vec<u8> {
 
 fn lead_count(env: &Env) -> usize {
     env.leads().len()
-}
-
-fn spawn_run(env: &Env) -> Child {
-    bin()
-        .arg("--config")
-        .arg(&env.config)
-        .arg("run")
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn run_once(env: &Env) -> std::process::Output {
@@ -152,7 +132,7 @@ fn idle_picks_up_a_new_message_and_sigterm_exits_cleanly() {
     let stack = MailStack::start(&[LEADS], false);
     let env = Env::with_config(&config(&stack, "  poll_interval = \"10m\""));
     assert!(env.run(&["migrate"]).status.success());
-    let mut child = spawn_run(&env);
+    let mut child = env.spawn_run();
     // Connected and idle before the message arrives.
     wait_until("the inbox to connect", Duration::from_secs(20), || {
         env.ok(&["status", "--format", "json"])
@@ -250,7 +230,7 @@ fn kill_9_mid_batch_never_loses_or_doubles_a_lead() {
     assert!(env.run(&["migrate"]).status.success());
     // Kill at a few different points of the backlog.
     for stop_after in [20, 90, 160] {
-        let mut child = spawn_run(&env);
+        let mut child = env.spawn_run();
         wait_until("progress", Duration::from_secs(60), || {
             lead_count(&env) >= stop_after
         });
@@ -276,7 +256,7 @@ fn sigterm_during_a_batch_loses_nothing() {
         stack.append(LEADS, "INBOX", &lead(n));
     }
     assert!(env.run(&["migrate"]).status.success());
-    let mut child = spawn_run(&env);
+    let mut child = env.spawn_run();
     wait_until("progress", Duration::from_secs(60), || {
         lead_count(&env) >= 10
     });
@@ -293,7 +273,7 @@ fn dovecot_restart_is_survived() {
     let stack = MailStack::start(&[LEADS], false);
     let env = Env::with_config(&config(&stack, ""));
     assert!(env.run(&["migrate"]).status.success());
-    let mut child = spawn_run(&env);
+    let mut child = env.spawn_run();
     stack.append(LEADS, "INBOX", &lead(1));
     wait_until("the first lead", Duration::from_secs(20), || {
         lead_count(&env) == 1

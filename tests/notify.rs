@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::mailstack::MailStack;
-use common::{Env, bin};
+use common::{Env, wait_until};
 
 const LEADS: &str = "leads@acme.test";
 const AGENT: &str = "agent@acme.test";
@@ -48,15 +47,8 @@ fn lead_file(env: &Env, n: u32, name: &str) -> std::path::PathBuf {
     )
 }
 
-fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, secs: u64, check: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(secs), check);
 }
 
 /// Waits for `n` messages and makes sure no more follow.
@@ -170,25 +162,13 @@ fn smtp_outage_delays_but_never_loses_or_doubles() {
     expect_exactly(&stack, AGENT, 1);
 }
 
-fn spawn_run(env: &Env) -> Child {
-    bin()
-        .arg("--config")
-        .arg(&env.config)
-        .arg("run")
-        .current_dir(env.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn kill_9_after_commit_still_notifies_once() {
     let stack = MailStack::start(&[LEADS, AGENT], true);
     let env = Env::with_config(&config(&stack, AGENT, true));
     assert!(env.run(&["migrate"]).status.success());
     stack.stop_smtp();
-    let mut child = spawn_run(&env);
+    let mut child = env.spawn_run();
     stack.append(
         LEADS,
         "INBOX",

@@ -102,12 +102,14 @@ pub struct LeadRecord {
 }
 
 /// One entry of a lead's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct LeadEvent {
     pub at: String,
     pub kind: String,
     pub actor: String,
+    #[sqlx(rename = "from_agent")]
     pub from: Option<String>,
+    #[sqlx(rename = "to_agent")]
     pub to: Option<String>,
     pub note: Option<String>,
 }
@@ -234,25 +236,13 @@ impl Store {
     }
 
     pub async fn lead_history(&self, id: i64) -> Result<Vec<LeadEvent>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT at, kind, actor, from_agent, to_agent, note FROM lead_events
              WHERE lead_id = ?1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LeadEvent {
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    actor: r.try_get("actor")?,
-                    from: r.try_get("from_agent")?,
-                    to: r.try_get("to_agent")?,
-                    note: r.try_get("note")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Counts of stored messages by outcome (for tests and status).
@@ -803,7 +793,7 @@ pub struct QuarantinedMessage {
 }
 
 /// A stored message's bytes and where it was filed, for replay.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredMessage {
     pub id: i64,
     pub brokerage_key: String,
@@ -913,22 +903,12 @@ impl Store {
     }
 
     pub async fn stored_message(&self, id: i64) -> Result<Option<StoredMessage>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, brokerage_key, origin, outcome, raw FROM messages WHERE id = ?1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(StoredMessage {
-                id: r.try_get("id")?,
-                brokerage_key: r.try_get("brokerage_key")?,
-                origin: r.try_get("origin")?,
-                outcome: r.try_get("outcome")?,
-                raw: r.try_get("raw")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 }
 
@@ -948,7 +928,7 @@ pub struct NewNotification {
 }
 
 /// A queued notification, as the sender reads it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Notification {
     pub id: i64,
     pub recipient: String,
@@ -1007,7 +987,7 @@ impl Store {
 
     /// Pending notifications whose time has come, oldest first.
     pub async fn due_notifications(&self, limit: i64) -> Result<Vec<Notification>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT id, recipient, reply_to, subject, body_text, body_html, message_id, lead_id,
                     kind, attempts
              FROM notifications WHERE status = 'pending' AND next_attempt_at <= ?1
@@ -1017,22 +997,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Notification {
-                    id: r.try_get("id")?,
-                    recipient: r.try_get("recipient")?,
-                    reply_to: r.try_get("reply_to")?,
-                    subject: r.try_get("subject")?,
-                    body_text: r.try_get("body_text")?,
-                    body_html: r.try_get("body_html")?,
-                    message_id: r.try_get("message_id")?,
-                    lead_id: r.try_get("lead_id")?,
-                    kind: r.try_get("kind")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<()> {

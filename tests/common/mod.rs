@@ -108,9 +108,32 @@ impl Env {
         path
     }
 
+    /// Starts `leadmail run` in the background (its output discarded: an
+    /// unread pipe could fill up and stall it).
+    pub fn spawn_run(&self) -> std::process::Child {
+        bin()
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn lead(&self, id: i64) -> Value {
         serde_json::from_str(&self.ok(&["leads", "show", &id.to_string(), "--format", "json"]))
             .unwrap()
     }
 }
 pub mod mailstack;
+
+/// Polls `check` every 50 ms until it holds; fails the test after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
