@@ -377,11 +377,25 @@ async fn time_to_lead(n: usize) {
         let mut idle = session.idle();
         idle.init().await.unwrap();
         for i in 0..n {
-            let (wait, _stop) = idle.wait_with_timeout(Duration::from_secs(10));
-            let saver = tokio::task::spawn_blocking(move || i);
-            let _ = saver.await;
             let delivered = tokio::task::block_in_place(|| save(1_000_000 + i));
-            let _ = wait.await;
+            // Wait for the EXISTS that announces this message: Dovecot also
+            // sends RECENT and flag updates, which must not count.
+            let expected = (i + 1) as u32;
+            loop {
+                let (wait, _stop) = idle.wait_with_timeout(Duration::from_secs(10));
+                match wait.await {
+                    Ok(async_imap::extensions::idle::IdleResponse::NewData(data)) => {
+                        if let async_imap::imap_proto::Response::MailboxData(
+                            async_imap::imap_proto::MailboxDatum::Exists(count),
+                        ) = data.parsed()
+                            && *count >= expected
+                        {
+                            break;
+                        }
+                    }
+                    other => panic!("IDLE ended without the EXISTS: {other:?}"),
+                }
+            }
             floor.push(delivered.elapsed().as_secs_f64() * 1000.0);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
