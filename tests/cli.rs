@@ -426,3 +426,15 @@ fn quarantined_messages_are_listed_and_replayed_after_a_fix() {
     // And the original file read again is a duplicate of that lead.
     assert_eq!(env.ingest_json(&[&msg])[0]["outcome"], "duplicate");
 }
+
+#[cfg(unix)]
+#[test]
+fn the_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.ok(&["migrate"]);
+    let db_dir = env.dir.path().join("db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db_dir), 0o700);
+    assert_eq!(mode(&db_dir.join("leads.db")), 0o600);
+}

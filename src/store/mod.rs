@@ -144,7 +144,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        let file = options.get_filename();
+        let file = options.get_filename().to_path_buf();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir)?;
         }
@@ -153,6 +153,7 @@ impl Store {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        restrict_to_owner(&file);
         Ok(Store { pool })
     }
 
@@ -1110,6 +1111,26 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Makes the database and its WAL files readable by their owner only (they
+/// hold people's contact details), whatever the umask was.
+fn restrict_to_owner(db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![db.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(name.into());
+        }
+        for f in files.iter().filter(|f| f.exists()) {
+            if let Err(e) = std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)) {
+                tracing::warn!(message = "Cannot restrict database permissions.", path = %f.display(), error = %e);
+            }
+        }
     }
 }
 
