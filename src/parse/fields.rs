@@ -133,6 +133,10 @@ const LABELS: &[(&str, Field)] = &[
     ("listing", Field::Address),
     ("interested in", Field::Address),
     ("open house", Field::Address),
+    ("home of interest", Field::Address),
+    ("listing of interest", Field::Address),
+    ("home", Field::Address),
+    ("house", Field::Address),
     ("property interested in", Field::Address),
     ("city", Field::City),
     ("state", Field::State),
@@ -202,7 +206,76 @@ const LABELS: &[(&str, Field)] = &[
 ];
 
 fn field_for_label(label: &str) -> Option<Field> {
-    LABELS.iter().find(|(l, _)| *l == label).map(|(_, f)| *f)
+    LABELS
+        .iter()
+        .find(|(l, _)| *l == label)
+        .map(|(_, f)| *f)
+        .or_else(|| field_by_keyword(label))
+}
+
+/// Labels not in the table but plainly about the person: "Phone Number
+/// (Mobile)", "Buyer's Email", "Primary Phone". Words that mark someone
+/// else's details (agent, office, listing...) or another kind of field
+/// (time, date, type...) keep a label out.
+fn field_by_keyword(label: &str) -> Option<Field> {
+    const NOT_THE_LEAD: &[&str] = &[
+        "agent",
+        "office",
+        "listing",
+        "broker",
+        "company",
+        "team",
+        "support",
+        "lender",
+        "time",
+        "date",
+        "type",
+        "method",
+        "preferred contact",
+        "opt",
+        "consent",
+        "ok to",
+    ];
+    if label.len() > 40 || NOT_THE_LEAD.iter().any(|w| label.contains(w)) {
+        return None;
+    }
+    let words: Vec<&str> = label
+        .split(|c: char| !c.is_alphanumeric() && c != '-')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |w: &str| words.contains(&w);
+    // Names of things, not of the person.
+    const THINGS: &[&str] = &[
+        "ad",
+        "campaign",
+        "form",
+        "page",
+        "property",
+        "community",
+        "building",
+        "street",
+        "subdivision",
+        "file",
+        "project",
+        "business",
+        "school",
+        "site",
+        "source",
+    ];
+    if THINGS.iter().any(|w| has(w)) {
+        return None;
+    }
+    if has("email") || has("e-mail") {
+        Some(Field::Email)
+    } else if has("phone") || has("mobile") || has("cell") || has("telephone") {
+        Some(Field::Phone)
+    } else if has("address") && !has("ip") && !has("web") {
+        Some(Field::Address)
+    } else if words.last() == Some(&"name") && !has("first") && !has("last") && !has("user") {
+        Some(Field::Name)
+    } else {
+        None
+    }
 }
 
 /// One labelled value found in a text.
@@ -416,6 +489,18 @@ mod tests {
     fn says_line_introduces_the_message() {
         let l = scan_labels("Maria Gonzalez says:\n\"Can we tour it?\"\n\nMove in\n");
         assert_eq!(first(&l, Field::Message), Some("\"Can we tour it?\""));
+    }
+
+    #[test]
+    fn labels_found_by_keyword() {
+        let l = scan_labels(
+            "Ad Name: Spring Campaign\nPhone Number (Mobile): 555-010-1111\nBuyer's Email: b@example.com\nClient Full Name: Ann Lee\nAgent Phone: 555-010-9999\nBest Time To Call: evenings\n",
+        );
+        assert_eq!(first(&l, Field::Phone), Some("555-010-1111"));
+        assert_eq!(first(&l, Field::Email), Some("b@example.com"));
+        assert_eq!(first(&l, Field::Name), Some("Ann Lee"));
+        let phones = l.iter().filter(|x| x.field == Field::Phone).count();
+        assert_eq!(phones, 1, "the agent's phone is not the lead's");
     }
 
     #[test]
