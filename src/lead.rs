@@ -37,10 +37,18 @@ impl LeadType {
     }
 
     pub fn parse(s: &str) -> Option<LeadType> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "buyer" | "buy" | "buying" => Some(LeadType::Buyer),
+        let lower = s.trim().to_ascii_lowercase();
+        // "a buyer", "Buy a home", "Selling my house".
+        let word = lower
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .find(|w| !w.is_empty() && *w != "a" && *w != "an" && *w != "i" && *w != "am")
+            .unwrap_or("");
+        match word {
+            "buyer" | "buy" | "buying" | "purchase" | "purchasing" => Some(LeadType::Buyer),
             "seller" | "sell" | "selling" => Some(LeadType::Seller),
-            "renter" | "rent" | "renting" | "rental" | "tenant" => Some(LeadType::Renter),
+            "renter" | "rent" | "renting" | "rental" | "tenant" | "lease" | "leasing" => {
+                Some(LeadType::Renter)
+            }
             _ => None,
         }
     }
@@ -111,4 +119,19 @@ pub struct ParsedMessage {
     pub subject: Option<String>,
     #[serde(skip)]
     pub envelope: Envelope,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeadType;
+
+    #[test]
+    fn lead_types_as_forms_write_them() {
+        assert_eq!(LeadType::parse("Buyer"), Some(LeadType::Buyer));
+        assert_eq!(LeadType::parse("a seller"), Some(LeadType::Seller));
+        assert_eq!(LeadType::parse("Sell my home"), Some(LeadType::Seller));
+        assert_eq!(LeadType::parse("Rent"), Some(LeadType::Renter));
+        assert_eq!(LeadType::parse("Listing inquiry"), None);
+        assert_eq!(LeadType::parse(""), None);
+    }
 }

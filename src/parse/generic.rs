@@ -347,6 +347,17 @@ fn address_of_interest(text: &str) -> Option<String> {
 /// The name in a labelled value that may carry more: "Jane Roe
 /// (jane@example.com, 555-010-1234)", "Jane Roe <jane@...>".
 fn name_in_value(value: &str) -> Option<String> {
+    // "Doe, John" (last name first, as CRM exports write it).
+    if let Some((last, first)) = value.trim().split_once(',')
+        && [last, first].iter().all(|w| {
+            let w = w.trim();
+            !w.is_empty()
+                && !w.contains(' ')
+                && w.chars().all(|c| c.is_alphabetic() || "'-.".contains(c))
+        })
+    {
+        return normalize::full_name(Some(first), Some(last));
+    }
     let head = value
         .split(['<', '[', '(', ',', '|'])
         .next()
@@ -521,6 +532,19 @@ mod tests {
             Some("AB-123456")
         );
         assert_eq!(mls_in_text("no number here"), None);
+    }
+
+    #[test]
+    fn names_in_values() {
+        assert_eq!(name_in_value("Doe, John").as_deref(), Some("John Doe"));
+        assert_eq!(
+            name_in_value("Jane Roe (jane@example.com, 555-010-1234)").as_deref(),
+            Some("Jane Roe")
+        );
+        assert_eq!(
+            name_in_value("Jane Roe, jane@example.com").as_deref(),
+            Some("Jane Roe")
+        );
     }
 
     #[test]
