@@ -57,6 +57,12 @@ fn leadmail_bin() -> PathBuf {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`:
+    // the figures need a release build and minutes, so they run only as a benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("figures: run through bench/run.sh (cargo bench); nothing to do under cargo test");
+        return;
+    }
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
