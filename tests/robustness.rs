@@ -162,3 +162,23 @@ fn adversarial_messages_return_in_bounded_time() {
         );
     }
 }
+
+/// Inputs that once crashed a dependency (kept in `fixtures/crashes/`):
+/// each returns a result, and never a lead without contact data.
+#[test]
+fn known_crashers_return() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/crashes");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let parsed = parse(&bytes, &ParseOptions::default());
+        assert!(
+            parsed.verdict != Verdict::Lead || parsed.contact.is_reachable(),
+            "{}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 1, "the crash corpus is there");
+}

@@ -54,8 +54,26 @@ impl Default for ParseOptions {
     }
 }
 
-/// Parses one raw message.
+/// Parses one raw message. Never panics: a panic anywhere below (the MIME
+/// parser has `debug_assert`s that fire on some malformed input, and any
+/// dependency may have a bug) is contained and reported as unparseable, so
+/// the message is quarantined and kept for replay, and the inbox goes on.
 pub fn parse(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
+    match std::panic::catch_unwind(|| parse_unguarded(raw, opts)) {
+        Ok(parsed) => parsed,
+        Err(_) => {
+            tracing::warn!(message = "The parser failed on a message; it is quarantined.");
+            empty(
+                Verdict::Unparseable,
+                "malformed message: the parser could not read it",
+                None,
+                Envelope::default(),
+            )
+        }
+    }
+}
+
+fn parse_unguarded(raw: &[u8], opts: &ParseOptions) -> ParsedMessage {
     let Some(mail) = Mail::parse(raw) else {
         return empty(
             Verdict::Unparseable,
