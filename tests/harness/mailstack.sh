@@ -31,6 +31,8 @@ wait_banner() { # port prefix seconds
 }
 
 alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+# Whether any live (non-zombie) process remains in process group $1.
+group_alive() { ps -o stat= -g "$1" 2>/dev/null | grep -qv '^Z'; }
 
 start() {
   local DIR; mkdir -p "$1"; DIR=$(cd "$1" && pwd)
@@ -219,6 +221,11 @@ stop() {
   for pid in "${pids[@]}"; do
     for _ in $(seq 1 200); do alive "$pid" || break; sleep 0.05; done
     alive "$pid" && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
+    # The master's children (auth, anvil, imap-login...) are in its process
+    # group and may outlive it briefly, still holding their ports: wait for
+    # all of them, so that a restart on the same ports can bind.
+    for _ in $(seq 1 200); do group_alive "$pid" || break; sleep 0.05; done
+    group_alive "$pid" && { kill -KILL -- "-$pid" 2>/dev/null || true; sleep 0.1; }
   done
   return 0
 }
