@@ -295,7 +295,7 @@ async fn drain(
                     let raw = RawMessage {
                         origin: format!(
                             "imap://{id}/{};UIDVALIDITY={}/;UID={}",
-                            imap.mailbox, inbox.state.uid_validity, message.uid
+                            imap.mailbox, inbox.about.state.uid_validity, message.uid
                         ),
                         bytes: message.bytes,
                     };

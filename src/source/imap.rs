@@ -149,6 +149,12 @@ pub enum Disposition {
 /// A logged-in connection to one inbox, with its mailbox selected.
 pub struct Inbox {
     session: Session,
+    /// What is known about the inbox besides the connection itself.
+    pub about: InboxFacts,
+}
+
+/// The inbox's settings and what the server told us at login.
+pub struct InboxFacts {
     config: ImapConfig,
     /// The folders as the server spells them (its hierarchy delimiter).
     processed_folder: String,
@@ -230,26 +236,28 @@ impl Inbox {
         let mailbox = timed(session.select(on_server(&config.mailbox))).await?;
         Ok(Inbox {
             session,
-            config: config.clone(),
-            processed_folder,
-            quarantine_folder,
-            can_idle,
-            can_move,
-            can_uidplus,
-            state: MailboxState {
-                uid_validity: mailbox.uid_validity.unwrap_or(0),
-                exists: mailbox.exists,
+            about: InboxFacts {
+                config: config.clone(),
+                processed_folder,
+                quarantine_folder,
+                can_idle,
+                can_move,
+                can_uidplus,
+                state: MailboxState {
+                    uid_validity: mailbox.uid_validity.unwrap_or(0),
+                    exists: mailbox.exists,
+                },
             },
         })
     }
 
     pub fn can_idle(&self) -> bool {
-        self.can_idle
+        self.about.can_idle
     }
 
     /// UIDs of the messages still waiting, oldest first.
     pub async fn waiting(&mut self) -> Result<Vec<u32>, ImapError> {
-        let query = match self.config.after {
+        let query = match self.about.config.after {
             AfterProcessing::Move => "ALL".to_string(),
             AfterProcessing::Flag => {
                 format!("UNKEYWORD {PROCESSED_KEYWORD} UNKEYWORD {QUARANTINED_KEYWORD}")
@@ -294,7 +302,7 @@ impl Inbox {
                 .find(|(u, _)| *u == uid)
                 .map(|(_, d)| d.clone())
         };
-        let limit = self.config.max_message_bytes;
+        let limit = self.about.config.max_message_bytes;
         let (big, small): (Vec<_>, Vec<_>) = sizes.iter().partition(|(_, size)| *size > limit);
         let mut out = Vec::with_capacity(sizes.len());
         if !small.is_empty() {
@@ -345,7 +353,7 @@ impl Inbox {
             return Ok(());
         }
         let set = uid_set(uids);
-        match self.config.after {
+        match self.about.config.after {
             AfterProcessing::Flag => {
                 let keyword = match to {
                     Disposition::Processed => PROCESSED_KEYWORD,
@@ -360,17 +368,17 @@ impl Inbox {
             }
             AfterProcessing::Move => {
                 let folder = match to {
-                    Disposition::Processed => &self.processed_folder,
-                    Disposition::Quarantined => &self.quarantine_folder,
+                    Disposition::Processed => &self.about.processed_folder,
+                    Disposition::Quarantined => &self.about.quarantine_folder,
                 };
-                if self.can_move {
+                if self.about.can_move {
                     timed(self.session.uid_mv(&set, folder)).await?;
                 } else {
                     timed(self.session.uid_copy(&set, folder)).await?;
                     let stream =
                         timed(self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)")).await?;
                     timed(stream.try_collect::<Vec<_>>()).await?;
-                    if self.can_uidplus {
+                    if self.about.can_uidplus {
                         let stream = timed(self.session.uid_expunge(&set)).await?;
                         timed(stream.try_collect::<Vec<_>>()).await?;
                     } else {
@@ -395,16 +403,7 @@ impl Inbox {
         max: Duration,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Inbox, ImapError> {
-        let Inbox {
-            session,
-            config,
-            processed_folder,
-            quarantine_folder,
-            can_idle,
-            can_move,
-            can_uidplus,
-            state,
-        } = self;
+        let Inbox { session, about } = self;
         let mut handle = session.idle();
         timed(handle.init()).await?;
         {
@@ -420,16 +419,7 @@ impl Inbox {
             }
         }
         let session = timed(handle.done()).await?;
-        Ok(Inbox {
-            session,
-            config,
-            processed_folder,
-            quarantine_folder,
-            can_idle,
-            can_move,
-            can_uidplus,
-            state,
-        })
+        Ok(Inbox { session, about })
     }
 
     pub async fn logout(mut self) {
