@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::config::{BrokerageConfig, Config, Role};
+use crate::config::{BrokerageConfig, Config};
 use crate::route::{Halt, address};
 use crate::store::{Assignee, ListingRow, Store, StoreError};
 
@@ -57,11 +57,7 @@ pub fn target<'a>(config: &'a Config, spec: &str) -> Result<(&'a BrokerageConfig
 }
 
 fn require_admin(brokerage: &BrokerageConfig, actor: &str) -> Result<()> {
-    let is_admin = brokerage
-        .agents
-        .iter()
-        .any(|a| a.id == actor && a.role == Role::Admin);
-    if is_admin {
+    if brokerage.is_admin(actor) {
         Ok(())
     } else {
         Err(AdminError::NotAdmin(
@@ -135,11 +131,7 @@ pub async fn reassign(
     let brokerage = config
         .brokerage(&lead.brokerage)
         .ok_or_else(|| AdminError::UnknownBrokerage(lead.brokerage.clone()))?;
-    let is_admin = brokerage
-        .agents
-        .iter()
-        .any(|a| a.id == by && a.role == Role::Admin);
-    if !is_admin && lead.owner != by {
+    if !brokerage.is_admin(by) && lead.owner != by {
         return Err(AdminError::NotAllowed {
             actor: by.to_string(),
             lead: lead_id,

@@ -508,6 +508,15 @@ const fn default_role() -> Role {
     Role::Agent
 }
 
+impl BrokerageConfig {
+    /// Whether `agent` is one of this brokerage's admins.
+    pub fn is_admin(&self, agent: &str) -> bool {
+        self.agents
+            .iter()
+            .any(|a| a.id == agent && a.role == Role::Admin)
+    }
+}
+
 impl Config {
     /// Loads and validates the layered configuration.
     ///

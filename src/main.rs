@@ -634,7 +634,8 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
         )?),
         _ => None,
     };
-    if config.brokerages.iter().all(|b| b.imap.is_none()) {
+    let has_inboxes = config.brokerages.iter().any(|b| b.imap.is_some());
+    if !has_inboxes {
         tracing::warn!(
             message = "No brokerage has an [brokerages.imap] inbox: only delivering notifications."
         );
@@ -652,7 +653,6 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
         }
         other => (None, None, other),
     };
-    let has_inboxes = config.brokerages.iter().any(|b| b.imap.is_some());
     let mut stop_for_idle = stop_rx.clone();
     if !has_inboxes && !once {
         // Nothing to watch: keep delivering until told to stop.

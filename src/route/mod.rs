@@ -86,10 +86,6 @@ impl Directory {
         let email = email.to_ascii_lowercase();
         self.agents.iter().find(|a| a.emails.contains(&email))
     }
-
-    pub fn is_admin(&self, id: &str) -> bool {
-        self.agent(id).is_some_and(|a| a.role == Role::Admin)
-    }
 }
 
 /// An admin's halt on an agent, in force now.
