@@ -44,6 +44,16 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The daemon's optional HTTP listener (`/metrics`, `/healthz`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. "127.0.0.1:9187"; absent means no listener.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Deserialize, Serialize)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{BrokerageConfig, Config, ImapConfig};
-use crate::pipeline::{Entry, Pipeline, PipelineError};
+use crate::pipeline::{Entry, IngestReport, Outcome, Pipeline, PipelineError};
 use crate::source::RawMessage;
 use crate::source::imap::{Disposition, ImapError, Inbox};
 use crate::store::InboxEvent;
@@ -108,6 +108,7 @@ async fn watch_inbox(
     mut shutdown: watch::Receiver<bool>,
 ) -> (u64, Option<DaemonError>) {
     let id = brokerage.id.clone();
+    pipeline.metrics().watch_inbox(&id, stale_after(&imap));
     let mut backoff = BACKOFF_START;
     let mut processed = 0u64;
     loop {
@@ -133,6 +134,7 @@ async fn watch_inbox(
             Err(e) => {
                 let store = pipeline.store();
                 let text = e.to_string();
+                pipeline.metrics().inbox_connected(&id, false, Some(&text));
                 let _ = store
                     .record_inbox(
                         &id,
@@ -156,6 +158,17 @@ async fn watch_inbox(
             }
         }
     }
+}
+
+/// How long this inbox may go without a complete check before `/healthz`
+/// calls it unhealthy: two of its waits (IDLE or poll) and a minute's grace
+/// for a long drain.
+fn stale_after(imap: &ImapConfig) -> Duration {
+    wait_between_checks(imap) * 2 + Duration::from_secs(60)
+}
+
+fn wait_between_checks(imap: &ImapConfig) -> Duration {
+    imap.poll_interval.clamp(Duration::from_secs(1), MAX_IDLE)
 }
 
 /// Up to 25% random extra, so that many inboxes do not retry in lockstep.
@@ -195,11 +208,13 @@ async fn session(
         },
     )
     .await;
+    pipeline.metrics().inbox_connected(id, true, None);
     tracing::info!(message = "Inbox connected.", brokerage = %id, idle = inbox.can_idle());
     loop {
         drain(id, imap, &mut inbox, pipeline, shutdown, processed).await?;
         if options.once || *shutdown.borrow() {
             inbox.logout().await;
+            pipeline.metrics().inbox_connected(id, false, None);
             let _ = store
                 .record_inbox(
                     id,
@@ -211,7 +226,7 @@ async fn session(
                 .await;
             return Ok(());
         }
-        let wait = imap.poll_interval.clamp(Duration::from_secs(1), MAX_IDLE);
+        let wait = wait_between_checks(imap);
         if inbox.can_idle() {
             let mut stop = shutdown.clone();
             inbox = inbox
@@ -250,6 +265,7 @@ async fn drain(
     loop {
         let waiting = inbox.waiting().await.map_err(imap_err)?;
         if waiting.is_empty() {
+            pipeline.metrics().inbox_success(id);
             record(
                 pipeline,
                 id,
@@ -266,6 +282,8 @@ async fn drain(
         let batches = waiting.len().div_ceil(BATCH);
         for (batch_index, batch) in waiting.chunks(BATCH).enumerate() {
             let fetched = inbox.fetch(batch).await.map_err(imap_err)?;
+            pipeline.metrics().fetched(id, fetched.len());
+            let arrivals: Vec<Option<String>> = fetched.iter().map(|f| f.arrived.clone()).collect();
             let oldest = fetched.iter().filter_map(|f| f.arrived.clone()).min();
             record(
                 pipeline,
@@ -309,6 +327,7 @@ async fn drain(
             // One commit for the batch; nothing is acknowledged before it.
             let reports = pipeline.ingest_batch(&batch, id).await.map_err(pipe_err)?;
             drop(batch);
+            observe_time_to_lead(pipeline, &arrivals, &reports);
             let mut done = Vec::new();
             let mut quarantined = Vec::new();
             for (uid, report) in uids.iter().zip(&reports) {
@@ -367,6 +386,27 @@ impl Acks {
         self.done.clear();
         self.quarantined.clear();
         Ok(n)
+    }
+}
+
+/// Time from the server's acceptance (INTERNALDATE, whole seconds) to the
+/// commit, for each lead this batch created.
+fn observe_time_to_lead(
+    pipeline: &Pipeline,
+    arrivals: &[Option<String>],
+    reports: &[IngestReport],
+) {
+    let now = time::OffsetDateTime::now_utc();
+    for (arrived, report) in arrivals.iter().zip(reports) {
+        if report.outcome != Outcome::Created {
+            continue;
+        }
+        let Some(at) = arrived.as_deref().and_then(|a| {
+            time::OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339).ok()
+        }) else {
+            continue;
+        };
+        pipeline.metrics().time_to_lead((now - at).as_seconds_f64());
     }
 }
 

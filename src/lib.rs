@@ -6,7 +6,9 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod lead;
+pub mod metrics;
 pub mod notify;
 pub mod parse;
 pub mod pipeline;

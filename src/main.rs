@@ -627,11 +627,25 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
         let _ = stop_tx.send(true);
     });
     let watchdog = tokio::spawn(systemd_watchdog(pipeline.clone(), stop_rx.clone()));
+    // Stopped after the inboxes (also with --once), so /healthz answers to the end.
+    let (http_stop, http_stop_rx) = tokio::sync::watch::channel(false);
+    let http_task = match config.http.listen {
+        Some(addr) => {
+            let listener = leadmail::http::bind(addr).await?;
+            tracing::info!(message = "HTTP listener up (/metrics, /healthz).", %addr);
+            Some(tokio::spawn(leadmail::http::serve(
+                listener,
+                pipeline.metrics().clone(),
+                http_stop_rx,
+            )))
+        }
+        None => None,
+    };
     let sender = match &config.smtp {
-        Some(smtp) if config.notify.enabled => Some(leadmail::notify::sender::Sender::new(
-            smtp,
-            pipeline.store().clone(),
-        )?),
+        Some(smtp) if config.notify.enabled => Some(
+            leadmail::notify::sender::Sender::new(smtp, pipeline.store().clone())?
+                .with_metrics(pipeline.metrics().clone()),
+        ),
         _ => None,
     };
     let has_inboxes = config.brokerages.iter().any(|b| b.imap.is_some());
@@ -673,6 +687,12 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
     )
     .await?;
     watchdog.abort();
+    let _ = http_stop.send(true);
+    if let Some(task) = http_task {
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(message = "HTTP listener stopped.", error = %e);
+        }
+    }
     if let Some(stop) = sender_stop {
         let _ = stop.send(true);
     }

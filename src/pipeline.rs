@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{BrokerageConfig, Config};
 use crate::lead::{ParsedMessage, Verdict};
+use crate::metrics::Metrics;
 use crate::notify;
 use crate::parse::{self, ParseOptions};
 use crate::route::{self, Directory, RoutingDecision};
@@ -114,6 +115,7 @@ pub struct Pipeline {
     options: ParseOptions,
     /// Woken after a commit that queued notifications (the sender waits on it).
     outbox: std::sync::Arc<tokio::sync::Notify>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Pipeline {
@@ -124,7 +126,13 @@ impl Pipeline {
             store,
             options,
             outbox: std::sync::Arc::new(tokio::sync::Notify::new()),
+            metrics: std::sync::Arc::new(Metrics::new()),
         }
+    }
+
+    /// The process's counters (shared with the daemon, the sender and `/metrics`).
+    pub fn metrics(&self) -> &std::sync::Arc<Metrics> {
+        &self.metrics
     }
 
     /// What the notification sender waits on.
@@ -194,6 +202,7 @@ impl Pipeline {
         if queued {
             self.outbox.notify_one();
         }
+        self.metrics.committed(std::slice::from_ref(&report));
         Ok(report)
     }
 
@@ -219,6 +228,7 @@ impl Pipeline {
         if queued {
             self.outbox.notify_one();
         }
+        self.metrics.committed(&reports);
         Ok(reports)
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use super::render;
 use crate::config::{Config, Role, SmtpConfig, TlsMode};
+use crate::metrics::Metrics;
 use crate::parse::NOTIFICATION_HEADER;
 use crate::store::{NewNotification, Notification, Store, StoreError};
 
@@ -32,6 +33,7 @@ pub struct Sender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     store: Store,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Sender {
@@ -67,7 +69,20 @@ impl Sender {
             transport: builder.build(),
             from,
             store,
+            metrics: None,
         })
+    }
+
+    /// Counts deliveries in the daemon's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Sender {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, sent: bool) {
+        if let Some(m) = &self.metrics {
+            m.notification(sent);
+        }
     }
 
     /// Sends every due notification once; returns how many were sent.
@@ -82,17 +97,20 @@ impl Sender {
             for n in due {
                 match self.send(&n).await {
                     Ok(()) => {
+                        self.count(true);
                         self.store.mark_sent(n.id).await?;
                         tracing::info!(message = "Notification sent.", notification = n.id, lead_id = n.lead_id, kind = %n.kind);
                         sent += 1;
                         progressed = true;
                     }
                     Err(Failure::Permanent(e)) => {
+                        self.count(false);
                         tracing::warn!(message = "Notification refused; not retried.", notification = n.id, error = %e);
                         self.store.mark_attempt_failed(n.id, &e, None).await?;
                         progressed = true;
                     }
                     Err(Failure::Temporary(e)) => {
+                        self.count(false);
                         let wait = retry_delay(n.attempts);
                         tracing::warn!(message = "Notification not sent; will retry.", notification = n.id, error = %e, retry_in = ?wait);
                         let at = crate::store::time_after(wait);

@@ -98,6 +98,11 @@ impl MailStack {
         self.run_script("stop");
     }
 
+    /// Starts the servers again after `stop` (same ports, same mail).
+    pub fn start_again(&self) {
+        self.run_script("start");
+    }
+
     /// Stops only the SMTP server (Postfix), leaving IMAP up.
     pub fn stop_smtp(&self) {
         self.postfix("stop");

@@ -129,6 +129,26 @@ impl Env {
 }
 pub mod mailstack;
 
+/// A plain HTTP/1.1 GET on loopback: the status and the body, or None when
+/// nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
 /// Polls `check` every 50 ms until it holds; fails the test after `timeout`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
