@@ -688,10 +688,10 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
     .await?;
     watchdog.abort();
     let _ = http_stop.send(true);
-    if let Some(task) = http_task {
-        if let Ok(Err(e)) = task.await {
-            tracing::warn!(message = "HTTP listener stopped.", error = %e);
-        }
+    if let Some(task) = http_task
+        && let Ok(Err(e)) = task.await
+    {
+        tracing::warn!(message = "HTTP listener stopped.", error = %e);
     }
     if let Some(stop) = sender_stop {
         let _ = stop.send(true);
