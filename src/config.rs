@@ -249,6 +249,10 @@ pub struct ImapConfig {
     /// Messages larger than this (as the server reports) are quarantined unread.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: u64,
+    /// A command (or a transfer that stops moving) taking longer than this
+    /// drops the connection, which is then replaced.
+    #[serde(default = "default_imap_timeout", with = "duration_text")]
+    pub timeout: std::time::Duration,
 }
 
 // Hand-written so that nothing secret-adjacent is ever printed by `{:?}`.
@@ -278,6 +282,9 @@ fn default_quarantine_folder() -> String {
 }
 const fn default_poll_interval() -> std::time::Duration {
     std::time::Duration::from_secs(30)
+}
+const fn default_imap_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 const fn default_max_message_bytes() -> u64 {
     26_214_400

@@ -262,8 +262,14 @@ async fn drain(
         brokerage: id.to_string(),
         source,
     };
+    // What this drain acknowledged: seeing one again means the server did not
+    // take the acknowledgement, and fetching it again would loop without end.
+    let mut acknowledged = std::collections::HashSet::new();
     loop {
         let waiting = inbox.waiting().await.map_err(imap_err)?;
+        if let Some(uid) = waiting.iter().find(|u| acknowledged.contains(*u)) {
+            return Err(imap_err(ImapError::NotAcknowledged(*uid)));
+        }
         if waiting.is_empty() {
             pipeline.metrics().inbox_success(id);
             record(
@@ -341,6 +347,7 @@ async fn drain(
             acks.quarantined.extend(quarantined);
             let last = batch_index + 1 == batches;
             if acks.len() >= ACK_BATCH || last || *shutdown.borrow() {
+                acknowledged.extend(acks.done.iter().chain(&acks.quarantined).copied());
                 let n = acks.flush(inbox).await.map_err(imap_err)?;
                 *processed += n;
                 record(

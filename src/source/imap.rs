@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -21,9 +21,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
 
 use crate::config::{AfterProcessing, ImapConfig, TlsMode};
-
-/// Time allowed for any single network operation.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Keywords set in `after = "flag"` mode.
 pub const PROCESSED_KEYWORD: &str = "$LeadmailProcessed";
@@ -47,6 +44,18 @@ pub enum ImapError {
     Timeout(Duration),
     #[error("the connection was closed")]
     Closed,
+    /// The server left out messages it was asked for (it answered NO, or
+    /// another client expunged them); the caller reconnects and looks again.
+    #[error("the server did not return {missing} of {asked} messages asked for (UID {first})")]
+    Incomplete {
+        missing: usize,
+        asked: usize,
+        first: u32,
+    },
+    /// A message acknowledged in this session is still waiting: the server
+    /// did not take the acknowledgement (a STORE answered NO, say).
+    #[error("message UID {0} is still waiting after it was acknowledged")]
+    NotAcknowledged(u32),
 }
 
 impl From<async_imap::error::Error> for ImapError {
@@ -64,12 +73,31 @@ impl From<std::io::Error> for ImapError {
     }
 }
 
+/// One command's round trip, given up after `t` (`[brokerages.imap] timeout`).
 async fn timed<T, E: Into<ImapError>>(
+    t: Duration,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, ImapError> {
-    match tokio::time::timeout(OPERATION_TIMEOUT, fut).await {
+    match tokio::time::timeout(t, fut).await {
         Ok(r) => r.map_err(Into::into),
-        Err(_) => Err(ImapError::Timeout(OPERATION_TIMEOUT)),
+        Err(_) => Err(ImapError::Timeout(t)),
+    }
+}
+
+/// Collects a command's responses, giving up when the server sends nothing
+/// for `t`: a stalled transfer is detected, a slow but moving one is not cut.
+async fn collect<T, E: Into<ImapError>>(
+    t: Duration,
+    stream: impl futures::Stream<Item = Result<T, E>>,
+) -> Result<Vec<T>, ImapError> {
+    let mut stream = std::pin::pin!(stream);
+    let mut items = Vec::new();
+    loop {
+        match tokio::time::timeout(t, stream.next()).await {
+            Ok(Some(item)) => items.push(item.map_err(Into::into)?),
+            Ok(None) => return Ok(items),
+            Err(_) => return Err(ImapError::Timeout(t)),
+        }
     }
 }
 
@@ -168,7 +196,8 @@ pub struct InboxFacts {
 impl Inbox {
     /// Connects, logs in, creates the folders it needs, and selects the mailbox.
     pub async fn open(config: &ImapConfig, password: &str) -> Result<Inbox, ImapError> {
-        let tcp = timed(TcpStream::connect((config.host.as_str(), config.port)))
+        let t = config.timeout;
+        let tcp = timed(t, TcpStream::connect((config.host.as_str(), config.port)))
             .await
             .map_err(|e| match e {
                 ImapError::Protocol(m) => ImapError::Connect {
@@ -190,16 +219,16 @@ impl Inbox {
             }
             TlsMode::Starttls => {
                 let mut client = async_imap::Client::new(tcp);
-                greeting(&mut client).await?;
-                timed(client.run_command_and_check_ok("STARTTLS", None)).await?;
+                greeting(&mut client, t).await?;
+                timed(t, client.run_command_and_check_ok("STARTTLS", None)).await?;
                 Stream::Tls(Box::new(tls_connect(config, client.into_inner()).await?))
             }
         };
         let mut client = async_imap::Client::new(stream);
         if config.tls != TlsMode::Starttls {
-            greeting(&mut client).await?;
+            greeting(&mut client, t).await?;
         }
-        let mut session = match timed(async {
+        let mut session = match timed(t, async {
             Ok::<_, ImapError>(client.login(&config.username, password).await)
         })
         .await?
@@ -213,7 +242,7 @@ impl Inbox {
             }
         };
         // Capabilities change after login (MOVE, UIDPLUS appear then).
-        let caps = timed(session.capabilities()).await?;
+        let caps = timed(t, session.capabilities()).await?;
         let (can_idle, can_move, can_uidplus) = (
             caps.has_str("IDLE"),
             caps.has_str("MOVE"),
@@ -221,7 +250,7 @@ impl Inbox {
         );
         // Folders are configured with "/" between levels; servers use their
         // own delimiter ("." on Dovecot's Maildir++, "/" on Gmail).
-        let delimiter = hierarchy_delimiter(&mut session).await?;
+        let delimiter = hierarchy_delimiter(&mut session, t).await?;
         let on_server = |path: &str| match delimiter.as_deref() {
             Some(d) if d != "/" => path.replace('/', d),
             _ => path.to_string(),
@@ -230,10 +259,10 @@ impl Inbox {
         let quarantine_folder = on_server(&config.quarantine_folder);
         if config.after == AfterProcessing::Move {
             for folder in [&processed_folder, &quarantine_folder] {
-                ensure_folder(&mut session, folder).await?;
+                ensure_folder(&mut session, folder, t).await?;
             }
         }
-        let mailbox = timed(session.select(on_server(&config.mailbox))).await?;
+        let mailbox = timed(t, session.select(on_server(&config.mailbox))).await?;
         Ok(Inbox {
             session,
             about: InboxFacts {
@@ -257,13 +286,14 @@ impl Inbox {
 
     /// UIDs of the messages still waiting, oldest first.
     pub async fn waiting(&mut self) -> Result<Vec<u32>, ImapError> {
+        let t = self.about.config.timeout;
         let query = match self.about.config.after {
             AfterProcessing::Move => "ALL".to_string(),
             AfterProcessing::Flag => {
                 format!("UNKEYWORD {PROCESSED_KEYWORD} UNKEYWORD {QUARANTINED_KEYWORD}")
             }
         };
-        let mut uids: Vec<u32> = timed(self.session.uid_search(query))
+        let mut uids: Vec<u32> = timed(t, self.session.uid_search(query))
             .await?
             .into_iter()
             .collect();
@@ -274,6 +304,7 @@ impl Inbox {
     /// Fetches messages by UID without marking them \Seen. Messages over
     /// `max_message_bytes` come back with their header only.
     pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, ImapError> {
+        let t = self.about.config.timeout;
         if uids.is_empty() {
             return Ok(Vec::new());
         }
@@ -281,11 +312,12 @@ impl Inbox {
         let mut arrived: Vec<(u32, String)> = Vec::new();
         let sizes: Vec<(u32, u64)> = {
             let stream = timed(
+                t,
                 self.session
                     .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)"),
             )
             .await?;
-            let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            let fetches: Vec<_> = collect(t, stream).await?;
             for f in &fetches {
                 if let (Some(uid), Some(date)) = (f.uid, f.internal_date()) {
                     arrived.push((uid, rfc3339_utc(date.timestamp())));
@@ -307,8 +339,8 @@ impl Inbox {
         let mut out = Vec::with_capacity(sizes.len());
         if !small.is_empty() {
             let set = uid_set(&small.iter().map(|(u, _)| *u).collect::<Vec<_>>());
-            let stream = timed(self.session.uid_fetch(&set, "(UID BODY.PEEK[])")).await?;
-            let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            let stream = timed(t, self.session.uid_fetch(&set, "(UID BODY.PEEK[])")).await?;
+            let fetches: Vec<_> = collect(t, stream).await?;
             for f in &fetches {
                 let (Some(uid), Some(body)) = (f.uid, f.body()) else {
                     continue;
@@ -325,11 +357,12 @@ impl Inbox {
         }
         for (uid, size) in big {
             let stream = timed(
+                t,
                 self.session
                     .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])"),
             )
             .await?;
-            let fetches: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+            let fetches: Vec<_> = collect(t, stream).await?;
             let header = fetches
                 .iter()
                 .find_map(|f| f.header().map(<[u8]>::to_vec))
@@ -342,6 +375,21 @@ impl Inbox {
                 arrived: arrival(uid),
             });
         }
+        // async-imap ends a FETCH's stream at the tagged answer, whatever it
+        // says: a NO looks like an empty result. Missing messages are an error,
+        // not "nothing there", or the caller would ask again at once, forever.
+        if out.len() < uids.len() {
+            let first = uids
+                .iter()
+                .find(|u| !out.iter().any(|f| f.uid == **u))
+                .copied()
+                .unwrap_or(0);
+            return Err(ImapError::Incomplete {
+                missing: uids.len() - out.len(),
+                asked: uids.len(),
+                first,
+            });
+        }
         out.sort_by_key(|f| f.uid);
         Ok(out)
     }
@@ -349,6 +397,7 @@ impl Inbox {
     /// Acknowledges messages whose outcome is committed: moves them to the
     /// processed or quarantine folder, or flags them.
     pub async fn acknowledge(&mut self, uids: &[u32], to: Disposition) -> Result<(), ImapError> {
+        let t = self.about.config.timeout;
         if uids.is_empty() {
             return Ok(());
         }
@@ -360,11 +409,12 @@ impl Inbox {
                     Disposition::Quarantined => QUARANTINED_KEYWORD,
                 };
                 let stream = timed(
+                    t,
                     self.session
                         .uid_store(&set, format!("+FLAGS.SILENT (\\Seen {keyword})")),
                 )
                 .await?;
-                timed(stream.try_collect::<Vec<_>>()).await?;
+                collect(t, stream).await?;
             }
             AfterProcessing::Move => {
                 let folder = match to {
@@ -372,18 +422,18 @@ impl Inbox {
                     Disposition::Quarantined => &self.about.quarantine_folder,
                 };
                 if self.about.can_move {
-                    timed(self.session.uid_mv(&set, folder)).await?;
+                    timed(t, self.session.uid_mv(&set, folder)).await?;
                 } else {
-                    timed(self.session.uid_copy(&set, folder)).await?;
+                    timed(t, self.session.uid_copy(&set, folder)).await?;
                     let stream =
-                        timed(self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)")).await?;
-                    timed(stream.try_collect::<Vec<_>>()).await?;
+                        timed(t, self.session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)")).await?;
+                    collect(t, stream).await?;
                     if self.about.can_uidplus {
-                        let stream = timed(self.session.uid_expunge(&set)).await?;
-                        timed(stream.try_collect::<Vec<_>>()).await?;
+                        let stream = timed(t, self.session.uid_expunge(&set)).await?;
+                        collect(t, stream).await?;
                     } else {
-                        let stream = timed(self.session.expunge()).await?;
-                        timed(stream.try_collect::<Vec<_>>()).await?;
+                        let stream = timed(t, self.session.expunge()).await?;
+                        collect(t, stream).await?;
                     }
                 }
             }
@@ -393,7 +443,8 @@ impl Inbox {
 
     /// Checks the connection is alive (and lets the server report news).
     pub async fn noop(&mut self) -> Result<(), ImapError> {
-        timed(self.session.noop()).await
+        let t = self.about.config.timeout;
+        timed(t, self.session.noop()).await
     }
 
     /// Waits for the server to report a change (IDLE), for `max`, or until
@@ -404,8 +455,9 @@ impl Inbox {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Inbox, ImapError> {
         let Inbox { session, about } = self;
+        let t = about.config.timeout;
         let mut handle = session.idle();
-        timed(handle.init()).await?;
+        timed(t, handle.init()).await?;
         {
             let (wait, interrupt) = handle.wait_with_timeout(max);
             tokio::pin!(wait);
@@ -418,44 +470,49 @@ impl Inbox {
                 }
             }
         }
-        let session = timed(handle.done()).await?;
+        let session = timed(t, handle.done()).await?;
         Ok(Inbox { session, about })
     }
 
     pub async fn logout(mut self) {
-        let _ = timed(self.session.logout()).await;
+        let t = self.about.config.timeout;
+        let _ = timed(t, self.session.logout()).await;
     }
 }
 
 async fn greeting(
     client: &mut async_imap::Client<impl AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send>,
+    t: Duration,
 ) -> Result<(), ImapError> {
-    match timed(client.read_response()).await? {
+    match timed(t, client.read_response()).await? {
         Some(_) => Ok(()),
         None => Err(ImapError::Closed),
     }
 }
 
 /// The server's hierarchy delimiter (`LIST "" ""`), if it has one.
-async fn hierarchy_delimiter(session: &mut Session) -> Result<Option<String>, ImapError> {
+async fn hierarchy_delimiter(
+    session: &mut Session,
+    t: Duration,
+) -> Result<Option<String>, ImapError> {
     // (async-imap sends the pattern as given; `None` is the quoted empty string.)
-    let stream = timed(session.list(Some(""), None)).await?;
-    let names: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+    let stream = timed(t, session.list(Some(""), None)).await?;
+    let names: Vec<_> = collect(t, stream).await?;
     Ok(names
         .first()
         .and_then(|n| n.delimiter())
         .map(str::to_string))
 }
 
-async fn ensure_folder(session: &mut Session, folder: &str) -> Result<(), ImapError> {
+async fn ensure_folder(session: &mut Session, folder: &str, t: Duration) -> Result<(), ImapError> {
     let exists = {
         let pattern = format!("\"{}\"", folder.replace('\\', "\\\\").replace('"', "\\\""));
-        let stream = timed(session.list(Some(""), Some(&pattern))).await?;
-        let names: Vec<_> = timed(stream.try_collect::<Vec<_>>()).await?;
+        let stream = timed(t, session.list(Some(""), Some(&pattern))).await?;
+        let names: Vec<_> = collect(t, stream).await?;
         names.iter().any(|n| n.name() == folder)
     };
     if !exists {
-        timed(session.create(folder)).await?;
+        timed(t, session.create(folder)).await?;
     }
     Ok(())
 }
@@ -464,10 +521,11 @@ async fn tls_connect(
     config: &ImapConfig,
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, ImapError> {
+    let t = config.timeout;
     let tls = TlsConnector::from(Arc::new(client_config(config.ca_file.as_deref())?));
     let name = rustls::pki_types::ServerName::try_from(config.host.clone())
         .map_err(|e| ImapError::Tls(e.to_string()))?;
-    timed(async {
+    timed(t, async {
         tls.connect(name, tcp)
             .await
             .map_err(|e| ImapError::Tls(e.to_string()))

@@ -127,6 +127,7 @@ impl Env {
             .unwrap()
     }
 }
+pub mod faultproxy;
 pub mod mailstack;
 
 /// A plain HTTP/1.1 GET on loopback: the status and the body, or None when
