@@ -202,7 +202,7 @@ impl Pipeline {
         if queued {
             self.outbox.notify_one();
         }
-        self.metrics.committed(std::slice::from_ref(&report));
+        committed(&self.metrics, std::slice::from_ref(&report));
         Ok(report)
     }
 
@@ -228,7 +228,7 @@ impl Pipeline {
         if queued {
             self.outbox.notify_one();
         }
-        self.metrics.committed(&reports);
+        committed(&self.metrics, &reports);
         Ok(reports)
     }
 
@@ -282,12 +282,6 @@ impl Pipeline {
                 tx.refile_message(row, "", "duplicate", Some("replayed: a duplicate"), None)
                     .await?;
             }
-            tracing::info!(
-                message = "Message already processed.",
-                origin = %raw.origin,
-                earlier = %existing.outcome,
-                lead_id = existing.lead_id
-            );
             let earlier = match existing.outcome.as_str() {
                 "quarantined" => Outcome::Quarantined,
                 _ => Outcome::Created,
@@ -382,14 +376,6 @@ impl Pipeline {
             }
             _ => {}
         }
-        tracing::info!(
-            message = "Message processed.",
-            origin = %raw.origin,
-            outcome = outcome.as_str(),
-            brokerage = brokerage_key,
-            source = %parsed.source,
-            lead_id
-        );
         let reason = match (outcome, repeat_of) {
             (Outcome::Repeat, Some(id)) => Some(format!("repeat inquiry: attached to lead {id}")),
             _ => reason,
@@ -446,6 +432,23 @@ impl Pipeline {
 
 /// The brokerage whose lead address is among the recipients. Plus-addressing
 /// (`leads+zillow@...`) matches the base address.
+/// Logs and counts outcomes once they are committed (never before: a batch
+/// that fails to commit has created nothing). No contact data at info level.
+fn committed(metrics: &Metrics, reports: &[IngestReport]) {
+    for r in reports {
+        tracing::info!(
+            message = "Message processed.",
+            origin = %r.input,
+            outcome = r.outcome.as_str(),
+            brokerage = r.brokerage.as_deref().unwrap_or(""),
+            source = r.source.as_deref().unwrap_or(""),
+            lead_id = r.lead_id,
+            reason = r.reason.as_deref().unwrap_or("")
+        );
+    }
+    metrics.committed(reports);
+}
+
 pub fn find_brokerage<'a>(
     brokerages: &'a [BrokerageConfig],
     recipients: &[String],

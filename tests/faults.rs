@@ -149,3 +149,101 @@ fn imap_faults_are_survived_without_loss_or_duplicates() {
         .collect();
     assert_eq!(emails.len(), total, "one lead per person");
 }
+
+/// SQLite on a filesystem that fills up: the daemon runs in a private mount
+/// namespace with its database directory on a small tmpfs, which the test
+/// fills through `/proc/<pid>/root`.
+#[test]
+fn a_full_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&brokerage(
+        &stack.imap_config(LEADS, "  poll_interval = \"1s\""),
+    ));
+    let db_dir = env.dir.path().join("db");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let mut daemon = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=8m,mode=0700 tmpfs \"$0\" && exec \"$@\"",
+        ])
+        .arg(&db_dir)
+        .arg(env!("CARGO_BIN_EXE_leadmail"))
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(env.dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .expect("unshare (util-linux) runs the daemon in its own mount namespace");
+    let daemon_pid = daemon.id();
+    // The daemon's view of its database directory.
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", daemon.id()))
+        .join(db_dir.strip_prefix("/").unwrap());
+    // Counted by the CLI inside the daemon's mount namespace (SQLite
+    // resolves /proc/<pid>/root to "/", so the file cannot be opened from outside).
+    let leads_inside = || {
+        let out = std::process::Command::new("nsenter")
+            .args(["--target", &daemon_pid.to_string(), "--mount"])
+            .arg(env!("CARGO_BIN_EXE_leadmail"))
+            .args(["--config", env.config.to_str().unwrap()])
+            .args(["leads", "list", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        common::json_lines(&out.stdout).len()
+    };
+
+    for n in 1..=2 {
+        stack.append(LEADS, "INBOX", &lead(n, 500));
+    }
+    wait_until("the first leads", Duration::from_secs(30), || {
+        stack.count(LEADS, "INBOX") == 0
+    });
+    assert!(
+        inside.join("leads.db").exists(),
+        "the database lives on the small filesystem"
+    );
+
+    // Fill the filesystem to the last byte.
+    let filler = inside.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    for n in 3..=6 {
+        stack.append(LEADS, "INBOX", &lead(n, 300_000));
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        stack.count(LEADS, "INBOX"),
+        4,
+        "nothing is acknowledged while it cannot be committed"
+    );
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon keeps retrying"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_until(
+        "the backlog after space returns",
+        Duration::from_secs(60),
+        || stack.count(LEADS, "INBOX") == 0,
+    );
+    assert_eq!(leads_inside(), 6, "every lead exactly once");
+    assert_eq!(stack.count(LEADS, "Leads.Processed"), 6);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -161,7 +161,7 @@ impl Store {
     /// Agents no longer configured are kept (their leads refer to them) but
     /// marked inactive.
     pub async fn sync_directory(&self, brokerages: &[BrokerageConfig]) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let at = now();
         for b in brokerages {
             sqlx::query(
@@ -171,11 +171,11 @@ impl Store {
             .bind(&b.id)
             .bind(&b.name)
             .bind(&at)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
             sqlx::query("UPDATE agents SET active = 0 WHERE brokerage_id = ?1")
                 .bind(&b.id)
-                .execute(&mut *tx)
+                .execute(&mut *tx.tx)
                 .await?;
             for a in &b.agents {
                 sqlx::query(
@@ -190,7 +190,7 @@ impl Store {
                 .bind(&a.name)
                 .bind(a.role.as_str())
                 .bind(serde_json::to_string(&a.emails)?)
-                .execute(&mut *tx)
+                .execute(&mut *tx.tx)
                 .await?;
             }
         }
@@ -201,8 +201,11 @@ impl Store {
     /// Starts a write transaction that holds the database's write lock from
     /// its first statement (no lock upgrade, so no deadlock between writers).
     pub async fn begin(&self) -> Result<StoreTx> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         Ok(StoreTx {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            tx: conn,
+            committed: false,
         })
     }
 
@@ -306,8 +309,24 @@ fn lead_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord> {
 }
 
 /// A write transaction. Dropping it without [`StoreTx::commit`] rolls back.
+///
+/// Managed by hand, not with `sqlx::Transaction`: when SQLite rolls a
+/// transaction back by itself (a full disk, an I/O error), sqlx's ROLLBACK
+/// then fails and its transaction depth never returns to zero, so every
+/// later BEGIN on that pooled connection fails and the daemon never
+/// recovers. A transaction that does not commit instead closes its
+/// connection (closing rolls back), and the pool opens a fresh one.
 pub struct StoreTx {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    committed: bool,
+}
+
+impl Drop for StoreTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.tx.close_on_drop();
+        }
+    }
 }
 
 impl StoreTx {
@@ -552,8 +571,9 @@ impl StoreTx {
         add_event(&mut self.tx, lead_id, at, kind, actor, from, to, note).await
     }
 
-    pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> Result<()> {
+        sqlx::query("COMMIT").execute(&mut *self.tx).await?;
+        self.committed = true;
         Ok(())
     }
 }
@@ -643,7 +663,7 @@ impl Store {
         until: Option<&str>,
         by: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let at = now();
         sqlx::query(
             "UPDATE halts SET ended_at = ?3, ended_by = ?4
@@ -653,7 +673,7 @@ impl Store {
         .bind(agent_id)
         .bind(&at)
         .bind(by)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         sqlx::query(
             "INSERT INTO halts (brokerage_id, agent_id, reason, until, by_agent, created_at)
@@ -665,7 +685,7 @@ impl Store {
         .bind(until)
         .bind(by)
         .bind(&at)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -698,24 +718,24 @@ impl Store {
         note: &str,
         by: &str,
     ) -> Result<String> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let (column, kind) = match which {
             Assignee::Owner => ("owner_id", "owner_changed"),
             Assignee::User => ("user_id", "user_changed"),
         };
         let from: String = sqlx::query_scalar(&format!("SELECT {column} FROM leads WHERE id = ?1"))
             .bind(lead_id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *tx.tx)
             .await?;
         sqlx::query(&format!(
             "UPDATE leads SET {column} = ?2, unassigned = 0 WHERE id = ?1"
         ))
         .bind(lead_id)
         .bind(to)
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         add_event(
-            &mut tx,
+            &mut tx.tx,
             lead_id,
             &now(),
             kind,
@@ -731,10 +751,10 @@ impl Store {
 
     /// Replaces a brokerage's imported listings with `rows`.
     pub async fn import_listings(&self, brokerage_id: &str, rows: &[ListingRow]) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM listings WHERE brokerage_id = ?1")
             .bind(brokerage_id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         let at = now();
         for r in rows {
@@ -748,7 +768,7 @@ impl Store {
             .bind(r.address_key.as_deref())
             .bind(&r.agent)
             .bind(&at)
-            .execute(&mut *tx)
+            .execute(&mut *tx.tx)
             .await?;
         }
         tx.commit().await?;
@@ -1095,9 +1115,9 @@ impl Store {
         up_to_row: i64,
         notifications: &[NewNotification],
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for n in notifications {
-            insert_notification(&mut tx, n).await?;
+            insert_notification(&mut tx.tx, n).await?;
         }
         sqlx::query(
             "INSERT INTO quarantine_digests (brokerage_id, last_message_row, last_sent_at) VALUES (?1, ?2, ?3)
@@ -1107,7 +1127,7 @@ impl Store {
         .bind(brokerage_id)
         .bind(up_to_row)
         .bind(now())
-        .execute(&mut *tx)
+        .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
         Ok(())
