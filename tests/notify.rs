@@ -119,19 +119,48 @@ fn one_correct_notification_per_lead() {
 }
 
 #[test]
-fn hostile_names_never_break_headers() {
+fn hostile_field_content_is_stored_verbatim_and_never_breaks_a_notification() {
     let stack = MailStack::start(&[LEADS, AGENT], true);
     let env = Env::with_config(&config(&stack, AGENT, false));
+    let sql = "Robert'); DROP TABLE leads;--";
+    let long = "The kitchen <b>matters</b> & so does light. ".repeat(2400); // ~100 KB
     let msg = env.message(
         "evil.eml",
-        "From: Site <noreply@site.example>\nTo: leads@acmerealty.example\nSubject: x\nMessage-ID: <evil@site.example>\nContent-Type: text/plain; charset=utf-8\n\nName: =?utf-8?q?Eve=0D=0ABcc=3A_victim=40example=2Ecom?= <script>alert(1)</script>\nEmail: eve@example.com\n",
+        &format!(
+            "From: Site <noreply@site.example>\nTo: leads@acmerealty.example\nSubject: x\nMessage-ID: <evil@site.example>\nContent-Type: text/plain; charset=utf-8\n\nName: =?utf-8?q?Eve=0D=0ABcc=3A_victim=40example=2Ecom?= <script>alert(1)</script>\nEmail: eve@example.com\nComments: {sql} <script>alert(3)</script> <img src=x onerror=alert(2)> {long}\n"
+        ),
     );
-    env.ingest_json(&[&msg]);
+    let rows = env.ingest_json(&[&msg]);
+    assert_eq!(rows[0]["outcome"], "created");
+    let id = rows[0]["lead_id"].as_i64().unwrap();
+
+    // Stored as sent: the SQL is data, the markup is text.
+    let lead = env.lead(id);
+    let name = lead["contact"]["name"].as_str().unwrap_or("");
+    assert!(!name.contains('\r') && !name.contains('\n'), "{name:?}");
+    let message = lead["message"].as_str().unwrap_or("");
+    assert!(message.contains(sql), "the SQL-looking text is kept");
+    assert!(message.contains("<script>alert(3)</script> <img src=x onerror=alert(2)>"));
+    assert!(message.len() > 100_000, "a 100 KB message is kept whole");
+    assert_eq!(env.leads().len(), 1, "the leads table is intact");
+
     expect_exactly(&stack, AGENT, 1);
     let raw = &stack.messages(AGENT, "INBOX")[0];
     let mail = mail_parser::MessageParser::default().parse(raw).unwrap();
-    assert!(mail.header_raw("Bcc").is_none());
-    assert!(!mail.body_html(0).unwrap().contains("<script>"));
+    assert!(mail.header_raw("Bcc").is_none(), "no header injection");
+    assert_eq!(
+        mail.to().and_then(|t| t.first()).and_then(|a| a.address()),
+        Some(AGENT)
+    );
+    assert!(
+        !mail.subject().unwrap_or("").contains('\n'),
+        "{:?} {:?}",
+        mail.subject(),
+        mail.header_raw("Subject")
+    );
+    let html = mail.body_html(0).unwrap();
+    assert!(!html.contains("<script>") && !html.contains("<img src=x"));
+    assert!(html.contains("&lt;script&gt;"), "shown, escaped");
 }
 
 #[test]

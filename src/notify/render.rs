@@ -25,6 +25,13 @@ pub fn one_line(s: &str) -> String {
         .join(" ")
 }
 
+/// Text for a header value from lead data: one line, and no literal
+/// encoded-word (`=?utf-8?q?...?=`) that a mail client would decode into
+/// something else (a CR LF and a fake "Bcc:" line, say).
+pub fn header_text(s: &str) -> String {
+    one_line(s).replace("=?", "= ?")
+}
+
 /// What a new-lead notification needs to know.
 pub struct LeadNotice<'a> {
     pub lead_id: i64,
@@ -218,6 +225,17 @@ mod tests {
     use super::*;
     use crate::lead::{Contact, Envelope, Property, Verdict};
     use crate::route::{RouteKind, RoutingTrace, Step};
+
+    #[test]
+    fn header_text_is_one_line_without_encoded_words() {
+        let evil = "Eve =?utf-8?q?=0D=0ABcc=3A_x=40y.example?=\r\nBcc: z@y.example";
+        let h = header_text(evil);
+        assert!(
+            !h.contains('\n') && !h.contains('\r') && !h.contains("=?"),
+            "{h}"
+        );
+        assert!(h.starts_with("Eve = ?utf-8?q?"));
+    }
 
     fn decision() -> RoutingDecision {
         RoutingDecision {

@@ -134,7 +134,7 @@ impl Sender {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(render::one_line(&n.subject))
+            .subject(render::header_text(&n.subject))
             .message_id(Some(format!("<{}>", n.message_id)));
         if let Some(reply) = n
             .reply_to
