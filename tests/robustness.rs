@@ -1,10 +1,18 @@
 //! Property-style robustness: for any byte input, `parse` returns (never
 //! panics) and only calls a message a lead when it found a way to reach the
 //! person. Inputs are random bytes and random mutations of the fixture
-//! corpus, from a fixed-seed generator so that a failure reproduces.
+//! corpus, from a fixed-seed generator so that a failure reproduces; and the
+//! hardening checklist's adversarial shapes through `parse`, `ingest` and the
+//! daemon against a real Dovecot.
 
+mod common;
+
+use common::Env;
+use common::mailstack::MailStack;
 use leadmail::lead::Verdict;
 use leadmail::parse::{ParseOptions, parse};
+
+const LEADS: &str = "leads@acme.test";
 
 /// xorshift64*: small, deterministic, good enough to scatter mutations.
 struct Rng(u64);
@@ -106,13 +114,22 @@ fn parse_returns_for_any_input() {
     );
 }
 
-/// Adversarial shapes from the hardening checklist: each returns, and quickly.
-#[test]
-fn adversarial_messages_return_in_bounded_time() {
-    let opts = ParseOptions::default();
+/// Adversarial shapes from the hardening checklist.
+fn adversarial_cases() -> Vec<(&'static str, Vec<u8>)> {
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
 
-    let mut deep = String::from("From: a@example.com\nTo: leads@acmerealty.example\n");
+    // A lead with a 25 MB attachment (about 34 MB once base64-encoded).
+    let mut big = String::from(
+        "From: Site <noreply@site.example>\nTo: leads@acmerealty.example\nSubject: Inquiry with photos\nMessage-ID: <big@site.example>\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nName: Ann Big\nEmail: ann.big@example.com\n\n--b\nContent-Type: application/octet-stream; name=\"photos.zip\"\nContent-Transfer-Encoding: base64\n\n",
+    );
+    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\n";
+    big.push_str(&line.repeat(25 * 1024 * 1024 / 54 + 1));
+    big.push_str("--b--\n");
+    cases.push(("25 MB attachment", big.into_bytes()));
+
+    let mut deep = String::from(
+        "From: a@example.com\nTo: leads@acmerealty.example\nMessage-ID: <deep@example.com>\n",
+    );
     for i in 0..1000 {
         deep.push_str(&format!(
             "Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"
@@ -125,20 +142,23 @@ fn adversarial_messages_return_in_bounded_time() {
     for i in 0..10_000 {
         many.push_str(&format!("X-Header-{i}: value {i}\n"));
     }
-    many.push_str("From: a@example.com\n\nEmail: x@example.com\n");
+    many.push_str("From: a@example.com\nMessage-ID: <many@example.com>\n\nEmail: x@example.com\n");
     cases.push(("10,000 headers", many.into_bytes()));
 
-    let mut long = b"From: a@example.com\nContent-Type: text/html\n\n<p>".to_vec();
+    let mut long =
+        b"From: a@example.com\nMessage-ID: <long@example.com>\nContent-Type: text/html\n\n<p>"
+            .to_vec();
     long.extend(std::iter::repeat_n(b'a', 1 << 20));
     cases.push(("1 MB single line", long));
 
     let mut nul =
-        b"From: a@example.com\n\nName: \0\0\xff\xfe Jane\nPhone: 555-010-\x001234\n".to_vec();
+        b"From: a@example.com\nMessage-ID: <nul@example.com>\n\nName: \0\0\xff\xfe Jane\nPhone: 555-010-\x001234\n".to_vec();
     nul.extend(std::iter::repeat_n(0u8, 10_000));
     cases.push(("NUL and invalid UTF-8", nul));
 
-    let mut bomb =
-        String::from("From: a@example.com\nContent-Type: multipart/mixed; boundary=\"x\"\n\n");
+    let mut bomb = String::from(
+        "From: a@example.com\nMessage-ID: <bomb@example.com>\nContent-Type: multipart/mixed; boundary=\"x\"\n\n",
+    );
     for _ in 0..500 {
         bomb.push_str("--x\nContent-Type: message/rfc822\n\nFrom: b@example.com\nContent-Type: multipart/mixed; boundary=\"x\"\n\n");
     }
@@ -146,11 +166,17 @@ fn adversarial_messages_return_in_bounded_time() {
 
     cases.push((
         "header only",
-        b"From: a@example.com\nSubject: hi\n".to_vec(),
+        b"From: a@example.com\nSubject: hi\nMessage-ID: <hdr@example.com>\n".to_vec(),
     ));
     cases.push(("empty", Vec::new()));
+    cases
+}
 
-    for (name, bytes) in cases {
+/// Each adversarial shape returns from `parse`, and quickly.
+#[test]
+fn adversarial_messages_return_in_bounded_time() {
+    let opts = ParseOptions::default();
+    for (name, bytes) in adversarial_cases() {
         let start = std::time::Instant::now();
         let parsed = parse(&bytes, &opts);
         let took = start.elapsed();
@@ -161,6 +187,101 @@ fn adversarial_messages_return_in_bounded_time() {
             "{name}"
         );
     }
+}
+
+/// Peak resident memory of the largest child process waited for so far, in bytes.
+fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0);
+    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
+}
+
+/// The same shapes through `leadmail ingest` and through the daemon reading a
+/// real Dovecot: each gets an outcome (a lead, ignored or quarantined, kept),
+/// nothing is left behind, and memory stays bounded.
+#[test]
+fn adversarial_messages_through_ingest_and_the_daemon() {
+    let cases = adversarial_cases();
+    let stack = MailStack::start(&[LEADS], false);
+    let text = format!(
+        r#"
+[[brokerages]]
+id = "acme"
+name = "Acme"
+lead_addresses = ["leads@acmerealty.example"]
+default_owner = "amy"
+{}
+  [[brokerages.agents]]
+  id = "amy"
+  name = "Amy"
+  role = "admin"
+"#,
+        stack.imap_config(LEADS, "  max_message_bytes = 67108864")
+    );
+    let env = Env::with_config(&text);
+    let dir = env.dir.path().join("adversarial");
+    std::fs::create_dir(&dir).unwrap();
+    for (i, (_, bytes)) in cases.iter().enumerate() {
+        std::fs::write(dir.join(format!("{i:02}.eml")), bytes).unwrap();
+    }
+    let out = env.run(&[
+        "ingest",
+        "--brokerage",
+        "acme",
+        "--format",
+        "json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = common::json_lines(&out.stdout);
+    assert_eq!(reports.len(), cases.len(), "one outcome per input");
+    for (report, (name, _)) in reports.iter().zip(&cases) {
+        let outcome = report["outcome"].as_str().unwrap_or("");
+        assert!(
+            ["created", "repeat", "ignored", "quarantined"].contains(&outcome),
+            "{name}: {report}"
+        );
+    }
+    let lead = reports[0]["lead_id"]
+        .as_i64()
+        .expect("the 25 MB message is a lead");
+    assert_eq!(env.lead(lead)["contact"]["email"], "ann.big@example.com");
+
+    // Through IMAP (an empty message cannot be stored on the server).
+    let over_imap = cases.iter().filter(|(_, b)| !b.is_empty()).count();
+    for (_, bytes) in cases.iter().filter(|(_, b)| !b.is_empty()) {
+        stack.append(LEADS, "INBOX", bytes);
+    }
+    // A database of its own, so that the daemon's outcomes are its own.
+    let fresh = Env::with_config(&text);
+    let out = fresh.run(&["run", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stack.count(LEADS, "INBOX"), 0, "nothing left behind");
+    assert_eq!(
+        stack.count(LEADS, "Leads.Processed") + stack.count(LEADS, "Leads.Quarantine"),
+        over_imap
+    );
+    assert!(
+        fresh
+            .leads()
+            .iter()
+            .any(|l| l["contact"]["email"] == "ann.big@example.com")
+    );
+
+    // Bounded memory: a 34 MB message is held a few times over, not without bound.
+    let peak = children_peak_rss();
+    eprintln!("peak RSS of leadmail: {} MB", peak >> 20);
+    assert!(peak < 384 << 20, "peak RSS {} MB", peak >> 20);
 }
 
 /// Inputs that once crashed a dependency (kept in `fixtures/crashes/`):
