@@ -230,10 +230,20 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The protocol libraries trace every line on the wire, LOGIN and AUTH
+    // (passwords) included: capped whatever RUST_LOG says.
+    for wire in ["async_imap=info", "lettre=info"] {
+        if let Ok(directive) = wire.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    // Colours only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }

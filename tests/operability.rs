@@ -154,3 +154,101 @@ fn metrics_count_outcomes_and_health_follows_the_inbox() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+/// A secret is never printed: not by `--help`, `check-config`, the daemon's
+/// logs at the most verbose level, nor its errors (a refused login); and a
+/// password file others can read is warned about.
+#[test]
+fn secrets_never_appear_in_output_and_loose_password_files_are_warned_about() {
+    const IMAP_SECRET: &str = "Imap-Secret-9f3a7c";
+    const SMTP_SECRET: &str = "Smtp-Secret-41d2be";
+    let stack = MailStack::start(&[LEADS], false);
+    let base = config(&stack, "");
+    // The right password first (the harness writes it), then a wrong one, readable by all.
+    let password_file = stack.dir.path().join(format!("{LEADS}.pass"));
+    std::fs::write(&password_file, format!("{IMAP_SECRET}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let env = Env::with_config(&format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nfrom = \"Leads <n@acme.test>\"\nusername = \"notify\"\npassword_env = \"LEADMAIL_TEST_SMTP_PASSWORD\"\n{base}"
+    ));
+    let run = |args: &[&str]| {
+        let out = common::bin()
+            .env("LEADMAIL_TEST_SMTP_PASSWORD", SMTP_SECRET)
+            .env("RUST_LOG", "trace")
+            .arg("--config")
+            .arg(&env.config)
+            .args(args)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let mut outputs = vec![
+        run(&["--help"]),
+        run(&["run", "--help"]),
+        run(&["check-config"]),
+    ];
+    let daemon = run(&["run", "--once"]);
+    assert!(
+        daemon.contains("login refused"),
+        "the error is reported: {daemon}"
+    );
+    assert!(
+        daemon.contains("readable by other users"),
+        "a loose password file is warned about"
+    );
+    outputs.push(daemon);
+    for output in &outputs {
+        assert!(
+            !output.contains(IMAP_SECRET),
+            "IMAP password printed: {output}"
+        );
+        assert!(
+            !output.contains(SMTP_SECRET),
+            "SMTP password printed: {output}"
+        );
+    }
+}
+
+/// At info level (the daemon's level under systemd) logs say what happened to
+/// which lead, never who the lead is.
+#[test]
+fn info_logs_carry_no_contact_data() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, ""));
+    stack.append(
+        LEADS,
+        "INBOX",
+        b"From: Zillow <noreply@zillow.com>\r\nTo: leads@acmerealty.example\r\nSubject: New contact\r\nMessage-ID: <pii@zillow.com>\r\n\r\nName: Quentin Zebulon\r\nEmail: quentin.zebulon@example.com\r\nPhone: 555-013-7791\r\nProperty: 77 Larkspur Lane, Ann Arbor, MI 48103\r\n",
+    );
+    let out = common::bin()
+        .env("RUST_LOG", "info")
+        .arg("--config")
+        .arg(&env.config)
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("Message processed"),
+        "the lead is logged: {logs}"
+    );
+    assert!(logs.contains("lead_id=1"), "{logs}");
+    for pii in [
+        "Quentin",
+        "Zebulon",
+        "quentin.zebulon",
+        "013-7791",
+        "0137791",
+    ] {
+        assert!(!logs.contains(pii), "{pii} in info logs: {logs}");
+    }
+    assert_eq!(env.leads()[0]["contact"]["name"], "Quentin Zebulon");
+}
