@@ -345,3 +345,44 @@ fn the_same_person_asking_again_is_a_repeat_not_a_new_lead() {
     );
     assert_eq!(ingest(&env, &by_phone)["outcome"], "repeat");
 }
+
+/// With `trust_forwarder = "authenticated"`, a forward that claims to come
+/// from an agent earns direct credit only with a DKIM/DMARC pass recorded by
+/// the brokerage's own server; a forged From (or a pass claimed by some other
+/// host's header) is routed as general, and the trace says why.
+#[test]
+fn forged_agent_forwards_get_no_direct_credit() {
+    let env = Env::with_config(&CONFIG.replace(
+        "  dedupe_window_days = 90",
+        "  dedupe_window_days = 90\n  trust_forwarder = \"authenticated\"\n  authserv_id = \"mx.acmerealty.example\"",
+    ));
+    let forward = |n: u32, auth: &str| {
+        env.message(
+            &format!("fwd{n}.eml"),
+            &format!(
+                "{auth}From: Jane Smith <jane@acmerealty.example>\nTo: leads@acmerealty.example\nSubject: Fwd: buyer\nMessage-ID: <fwd-{n}@acmerealty.example>\n\n---------- Forwarded message ---------\nFrom: Pat Buyer <pat{n}@example.com>\nSubject: house\n\nName: Pat Buyer\nEmail: pat{n}@example.com\nPhone: 555-010-77{n:02}\n"
+            ),
+        )
+    };
+    let forged = forward(
+        1,
+        "Authentication-Results: mx.acmerealty.example; dkim=fail; dmarc=fail header.from=acmerealty.example\n",
+    );
+    let planted = forward(
+        2,
+        "Authentication-Results: evil.example; dkim=pass header.d=acmerealty.example; dmarc=pass\n",
+    );
+    let genuine = forward(
+        3,
+        "Authentication-Results: mx.acmerealty.example; dkim=pass header.d=acmerealty.example; dmarc=pass header.from=acmerealty.example\n",
+    );
+    let rows = env.ingest_json(&[&forged, &planted, &genuine]);
+    for row in &rows[..2] {
+        assert_eq!(row["routing"]["kind"], "general", "{row}");
+        let lead = env.lead(row["lead_id"].as_i64().unwrap());
+        let trace = lead["trace"].to_string();
+        assert!(trace.contains("no DKIM/DMARC pass"), "{trace}");
+    }
+    assert_eq!(rows[2]["routing"]["kind"], "direct");
+    assert_eq!(rows[2]["routing"]["user"], "jane");
+}
