@@ -54,6 +54,36 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address to listen on, e.g. "127.0.0.1:9187"; absent means no listener.
     pub listen: Option<std::net::SocketAddr>,
+    /// How agents reach the listener, for the links in offer emails
+    /// (e.g. "https://leads.acme.example"); defaults to http://<listen>.
+    pub public_url: Option<String>,
+    /// File holding the secret that signs offer links (first line). Preferred.
+    pub offer_secret_file: Option<PathBuf>,
+    /// Environment variable holding that secret.
+    pub offer_secret_env: Option<String>,
+}
+
+impl HttpConfig {
+    /// The secret that signs offer links, if one is configured.
+    pub fn offer_secret(&self) -> Result<Option<String>, ConfigError> {
+        if self.offer_secret_file.is_none() && self.offer_secret_env.is_none() {
+            return Ok(None);
+        }
+        read_secret(
+            self.offer_secret_file.as_deref(),
+            self.offer_secret_env.as_deref(),
+        )
+        .map(Some)
+    }
+
+    /// The base of offer links.
+    pub fn base_url(&self) -> Option<String> {
+        match (&self.public_url, self.listen) {
+            (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
+            (None, Some(addr)) => Some(format!("http://{addr}")),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -419,6 +449,16 @@ pub struct RoutingConfig {
     /// Repeat inquiries from the same person within this many days attach to the existing lead.
     #[serde(default = "default_dedupe_window_days")]
     pub dedupe_window_days: u32,
+    /// Direct leads go straight to their agent (true), or are offered to that
+    /// agent for `direct_period` and then routed by the general rules (false).
+    #[serde(default = "default_true")]
+    pub direct_auto_accept: bool,
+    #[serde(default = "default_direct_period", with = "duration_text")]
+    pub direct_period: std::time::Duration,
+}
+
+const fn default_direct_period() -> std::time::Duration {
+    std::time::Duration::from_secs(24 * 3600)
 }
 
 const fn default_dedupe_window_days() -> u32 {
@@ -434,6 +474,8 @@ impl Default for RoutingConfig {
             trust_forwarder: TrustForwarder::Any,
             authserv_id: None,
             dedupe_window_days: default_dedupe_window_days(),
+            direct_auto_accept: true,
+            direct_period: default_direct_period(),
         }
     }
 }
@@ -446,6 +488,28 @@ pub enum Assign {
     RoundRobin,
     Agent,
     Pond,
+    /// Offered to the pool's agents, who accept or decline (see `offer_mode`).
+    Offer,
+}
+
+/// How an offered lead goes round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferMode {
+    /// To the next agent of the rotation; on decline or expiry, to the one after.
+    #[default]
+    OneAtATime,
+    /// To every eligible agent at once; the first to accept wins.
+    AllAtOnce,
+}
+
+impl OfferMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OfferMode::OneAtATime => "one_at_a_time",
+            OfferMode::AllAtOnce => "all_at_once",
+        }
+    }
 }
 
 /// A general-lead rule. Missing keys match anything.
@@ -468,6 +532,22 @@ pub struct RuleConfig {
     pub pool: Vec<String>,
     /// The agent for `assign = "agent"`.
     pub agent: Option<String>,
+    /// Only agents of these offices (`office` on the agent); empty means any.
+    #[serde(default)]
+    pub offices: Vec<String>,
+    /// For `assign = "offer"`.
+    #[serde(default)]
+    pub offer_mode: OfferMode,
+    /// For `assign = "offer"`: how long an agent has to accept.
+    #[serde(default = "default_acceptance_period", with = "duration_text")]
+    pub acceptance_period: std::time::Duration,
+    /// Recorded on the lead when an offer is accepted.
+    #[serde(default)]
+    pub referral_fee_percent: u32,
+}
+
+const fn default_acceptance_period() -> std::time::Duration {
+    std::time::Duration::from_secs(15 * 60)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -511,6 +591,8 @@ pub struct AgentConfig {
     /// An inactive agent gets no new leads; their existing leads stay theirs.
     #[serde(default = "default_active")]
     pub active: bool,
+    /// The agent's office, for rules with `offices`.
+    pub office: Option<String>,
 }
 
 const fn default_weight() -> u32 {

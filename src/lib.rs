@@ -10,6 +10,7 @@ pub mod http;
 pub mod lead;
 pub mod metrics;
 pub mod notify;
+pub mod offer;
 pub mod parse;
 pub mod pipeline;
 pub mod route;

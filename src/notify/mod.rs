@@ -125,3 +125,72 @@ pub fn repeat_notification(
         ),
     })
 }
+
+/// The offer email to one agent (no contact data in it).
+#[allow(clippy::too_many_arguments)]
+pub fn offer_notification(
+    config: &Config,
+    brokerage: &BrokerageConfig,
+    lead_id: i64,
+    offer_id: i64,
+    agent: &str,
+    lead: &ParsedMessage,
+    deadline: &str,
+    period: &str,
+    referral_fee_percent: u32,
+    link: Option<String>,
+) -> Option<NewNotification> {
+    if !active(config) {
+        return None;
+    }
+    let (_, address) = agent_address(brokerage, agent)?;
+    let r = render::offer(&render::OfferNotice {
+        lead_id,
+        offer_id,
+        lead,
+        deadline,
+        period,
+        referral_fee_percent,
+        link,
+    });
+    Some(NewNotification {
+        brokerage_id: brokerage.id.clone(),
+        lead_id: Some(lead_id),
+        kind: "offer",
+        agent_id: agent.to_string(),
+        recipient: address.to_string(),
+        reply_to: None,
+        subject: r.subject,
+        body_text: r.text,
+        body_html: r.html,
+        message_id: format!("leadmail.offer{offer_id}@{}", from_domain(config)),
+    })
+}
+
+/// To an agent whose all-at-once offer another agent accepted first.
+pub fn taken_notification(
+    config: &Config,
+    brokerage: &BrokerageConfig,
+    lead_id: i64,
+    offer_id: i64,
+    agent: &str,
+    lead: &ParsedMessage,
+) -> Option<NewNotification> {
+    if !active(config) {
+        return None;
+    }
+    let (_, address) = agent_address(brokerage, agent)?;
+    let r = render::offer_taken(lead_id, lead);
+    Some(NewNotification {
+        brokerage_id: brokerage.id.clone(),
+        lead_id: Some(lead_id),
+        kind: "offer_taken",
+        agent_id: agent.to_string(),
+        recipient: address.to_string(),
+        reply_to: None,
+        subject: r.subject,
+        body_text: r.text,
+        body_html: r.html,
+        message_id: format!("leadmail.taken{offer_id}@{}", from_domain(config)),
+    })
+}

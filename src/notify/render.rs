@@ -129,6 +129,117 @@ pub fn new_lead(n: &LeadNotice<'_>) -> Rendered {
     }
 }
 
+/// What an offer email shows: enough to decide, nothing to contact the
+/// person with (name, email and phone come with the confirmation).
+pub struct OfferNotice<'a> {
+    pub lead_id: i64,
+    pub offer_id: i64,
+    pub lead: &'a ParsedMessage,
+    pub deadline: &'a str,
+    pub period: &'a str,
+    pub referral_fee_percent: u32,
+    /// The accept/decline page, when the HTTP listener is configured.
+    pub link: Option<String>,
+}
+
+pub fn offer(n: &OfferNotice<'_>) -> Rendered {
+    let l = n.lead;
+    let area = l.property.address.as_deref().map(area_of);
+    let mut subject = format!("Lead offer: {} lead", one_line(&l.source));
+    if let Some(a) = &area {
+        subject.push_str(&format!(" in {}", one_line(a)));
+    }
+    subject.push_str(&format!(" \u{2014} accept within {}", n.period));
+    let mut rows: Vec<(&str, String)> = vec![("Source", l.source.clone())];
+    if let Some(t) = l.lead_type {
+        rows.push(("Lead type", t.as_str().to_string()));
+    }
+    if let Some(a) = &l.property.address {
+        rows.push(("Property", a.clone()));
+    }
+    if let Some(a) = &area {
+        rows.push(("Area", a.clone()));
+    }
+    if let Some(m) = &l.property.mls_number {
+        rows.push(("MLS", m.clone()));
+    }
+    if let Some(p) = l.property.price {
+        rows.push(("Price", format!("${}", thousands(p))));
+    }
+    if n.referral_fee_percent > 0 {
+        rows.push(("Referral fee", format!("{}%", n.referral_fee_percent)));
+    }
+    rows.push(("Accept by", n.deadline.to_string()));
+    let cli = format!(
+        "leadmail offers accept {} --by <you>  (or decline)",
+        n.offer_id
+    );
+    let mut text_body = format!(
+        "Lead #{} is offered to you. Accept it to become its owner and receive the full contact details.\n\n",
+        n.lead_id
+    );
+    for (label, value) in &rows {
+        text_body.push_str(&format!("{label}: {}\n", one_line(value)));
+    }
+    match &n.link {
+        Some(link) => text_body.push_str(&format!("\nAccept or decline: {link}\n")),
+        None => text_body.push_str(&format!("\nAccept or decline in the CRM: {cli}\n")),
+    }
+    let mut html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>Lead #{} is offered to you</h2><p>Accept it to become its owner and receive the full contact details.</p><table>",
+        n.lead_id
+    );
+    for (label, value) in &rows {
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{label}</th><td>{}</td></tr>",
+            text(value)
+        ));
+    }
+    html.push_str("</table>");
+    match &n.link {
+        Some(link) => html.push_str(&format!(
+            "<p><a href=\"{}\">Accept or decline this lead</a></p>",
+            attr(link)
+        )),
+        None => html.push_str(&format!(
+            "<p>Accept or decline in the CRM: <code>{}</code></p>",
+            text(&cli)
+        )),
+    }
+    html.push_str("</body></html>");
+    Rendered {
+        subject,
+        text: text_body,
+        html,
+    }
+}
+
+/// To the other agents of an all-at-once offer: someone accepted first.
+pub fn offer_taken(lead_id: i64, lead: &ParsedMessage) -> Rendered {
+    let what = match lead.property.address.as_deref().map(area_of) {
+        Some(a) => format!("{} lead in {}", one_line(&lead.source), one_line(&a)),
+        None => format!("{} lead", one_line(&lead.source)),
+    };
+    let line =
+        format!("Lead #{lead_id} ({what}) was accepted by another agent; the offer is closed.");
+    Rendered {
+        subject: format!("Offer closed: lead #{lead_id} was taken"),
+        text: format!("{line}\n"),
+        html: format!(
+            "<!DOCTYPE html><html><body><p>{}</p></body></html>",
+            text(&line)
+        ),
+    }
+}
+
+/// The area of an address: what follows the street ("Ann Arbor, MI 48103").
+fn area_of(address: &str) -> String {
+    match address.split_once(',') {
+        Some((_, rest)) if !rest.trim().is_empty() => rest.trim().to_string(),
+        _ => address.to_string(),
+    }
+}
+
 /// A short note that someone asked again about their lead.
 pub fn repeat_inquiry(lead_id: i64, lead: &ParsedMessage, lead_url: Option<String>) -> Rendered {
     let who = lead
@@ -245,6 +356,7 @@ mod tests {
             rule: Some("zillow".into()),
             reason: "rule \"zillow\": round robin".into(),
             unassigned: false,
+            offer: None,
             trace: RoutingTrace {
                 step: Step::GeneralRule,
                 notes: vec![],

@@ -23,10 +23,11 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::config::{
-    Assign, BrokerageConfig, HaltedDirect, OwnerPolicy, Role, RoutingConfig, RuleConfig,
+    Assign, BrokerageConfig, HaltedDirect, OfferMode, OwnerPolicy, Role, RoutingConfig, RuleConfig,
     TrustForwarder,
 };
 use crate::lead::ParsedMessage;
+use crate::offer::OfferPlan;
 
 /// One agent as routing sees it.
 #[derive(Debug, Clone)]
@@ -40,6 +41,7 @@ pub struct Agent {
     pub listings: Vec<String>,
     pub weight: u32,
     pub active: bool,
+    pub office: Option<String>,
 }
 
 /// A snapshot of one brokerage's people and rules, taken from the configuration.
@@ -70,6 +72,7 @@ impl Directory {
                     listings: a.listings.clone(),
                     weight: a.weight,
                     active: a.active,
+                    office: a.office.clone(),
                 })
                 .collect(),
             routing: b.routing.clone(),
@@ -98,6 +101,21 @@ pub struct Halt {
     pub by: String,
 }
 
+/// An agent's own out-of-office, in force now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Away {
+    pub agent: String,
+    /// The colleague who works the agent's direct leads meanwhile.
+    pub delegate: Option<String>,
+    /// RFC 3339; `None` until the agent is back.
+    pub until: Option<String>,
+    pub by: String,
+}
+
+/// The rule name recorded for a direct lead offered to its agent
+/// (`direct_auto_accept = false`).
+pub const DIRECT_OFFER: &str = "direct";
+
 /// Everything a routing decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteInput<'a> {
@@ -105,6 +123,10 @@ pub struct RouteInput<'a> {
     pub directory: &'a Directory,
     /// Halts in force now.
     pub halts: &'a [Halt],
+    /// Agents out of office now.
+    pub aways: &'a [Away],
+    /// Route by the general rules only (a direct offer that nobody accepted).
+    pub general_only: bool,
     /// Stored round-robin positions by pool.
     pub cursors: &'a HashMap<String, i64>,
     /// The agent of an imported listing that matches the lead's property.
@@ -191,6 +213,10 @@ pub struct RoutingDecision {
     pub reason: String,
     /// Left in the pond for manual distribution (owned and used by the default owner).
     pub unassigned: bool,
+    /// Offered rather than assigned: who is offered it, how, for how long.
+    /// Until someone accepts, the default owner holds it and it has no user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer: Option<OfferPlan>,
     #[serde(flatten)]
     pub trace: RoutingTrace,
 }
@@ -213,7 +239,15 @@ pub fn route(input: RouteInput<'_>) -> RoutingDecision {
         skipped: Vec::new(),
         cursor: None,
     };
-    if let Some((agent, step, why)) = direct_signal(input, &mut trace.notes) {
+    let direct = if input.general_only {
+        trace
+            .notes
+            .push("offered to its agent directly and not accepted: routed as general".into());
+        None
+    } else {
+        direct_signal(input, &mut trace.notes)
+    };
+    if let Some((agent, step, why)) = direct {
         let halt = input.halts.iter().find(|h| h.agent == agent.id);
         match (agent.active, halt, dir.routing.halted_direct) {
             (false, _, _) => trace.notes.push(format!(
@@ -234,13 +268,56 @@ pub fn route(input: RouteInput<'_>) -> RoutingDecision {
                     OwnerPolicy::Agent => agent.id.clone(),
                     OwnerPolicy::Brokerage => dir.default_owner.clone(),
                 };
+                // Out of office with a delegate: the colleague works it, the agent keeps it.
+                let away = input.aways.iter().find(|a| a.agent == agent.id);
+                let delegate = away
+                    .and_then(|a| a.delegate.as_deref())
+                    .and_then(|d| dir.agent(d))
+                    .filter(|d| d.active);
+                let (user, why) = match (away, delegate) {
+                    (Some(_), Some(d)) => (
+                        d.id.clone(),
+                        format!(
+                            "{why}; {} is out of office: delegated to {}",
+                            agent.name, d.name
+                        ),
+                    ),
+                    (Some(_), None) => (
+                        agent.id.clone(),
+                        format!(
+                            "{why}; {} is out of office (no delegate): it waits",
+                            agent.name
+                        ),
+                    ),
+                    (None, _) => (agent.id.clone(), why),
+                };
+                let offer =
+                    (!dir.routing.direct_auto_accept && away.is_none()).then(|| OfferPlan {
+                        rule: DIRECT_OFFER.to_string(),
+                        mode: OfferMode::OneAtATime,
+                        candidates: vec![agent.id.clone()],
+                        period_ms: dir.routing.direct_period.as_millis() as u64,
+                        referral_fee_percent: 0,
+                    });
+                let (owner, user, why) = match offer {
+                    Some(_) => (
+                        dir.default_owner.clone(),
+                        dir.default_owner.clone(),
+                        format!(
+                            "{why}: offered to {} (direct_auto_accept is off)",
+                            agent.name
+                        ),
+                    ),
+                    None => (owner, user, why),
+                };
                 return RoutingDecision {
                     kind: RouteKind::Direct,
                     owner,
-                    user: agent.id.clone(),
+                    user,
                     rule: None,
                     reason: why,
                     unassigned: false,
+                    offer,
                     trace,
                 };
             }
@@ -397,12 +474,30 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
             assign: Assign::RoundRobin,
             pool: Vec::new(),
             agent: None,
+            offices: Vec::new(),
+            offer_mode: crate::config::OfferMode::default(),
+            acceptance_period: std::time::Duration::ZERO,
+            referral_fee_percent: 0,
         }];
         &implicit
     } else {
         &dir.rules
     };
     let halted = |id: &str| input.halts.iter().find(|h| h.agent == id);
+    // Why an agent gets no general lead or offer now, if they don't.
+    let unavailable = |agent: &Agent| -> Option<String> {
+        if !agent.active {
+            Some("inactive".to_string())
+        } else if let Some(h) = halted(&agent.id) {
+            Some(format!("halted: {}", h.reason))
+        } else {
+            input
+                .aways
+                .iter()
+                .any(|a| a.agent == agent.id)
+                .then(|| "out of office".to_string())
+        }
+    };
     let owner_for = |agent: &str| match dir.routing.general_owner {
         OwnerPolicy::Agent => agent.to_string(),
         OwnerPolicy::Brokerage => dir.default_owner.clone(),
@@ -435,13 +530,14 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                         rule.name
                     ),
                     unassigned: true,
+                    offer: None,
                     trace,
                 };
             }
             Assign::Agent => {
                 let id = rule.agent.as_deref().unwrap_or("");
-                match (dir.agent(id), halted(id)) {
-                    (Some(a), None) if a.active => {
+                match dir.agent(id).map(|a| (a, unavailable(a))) {
+                    Some((a, None)) => {
                         trace.step = Step::GeneralRule;
                         trace.candidates = vec![a.id.clone()];
                         return RoutingDecision {
@@ -451,28 +547,89 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                             rule: Some(rule.name.clone()),
                             reason: format!("rule {:?}: assigned to {}", rule.name, a.name),
                             unassigned: false,
+                            offer: None,
                             trace,
                         };
                     }
-                    (_, Some(h)) => trace.skipped.push(Skip {
+                    Some((_, Some(why))) => trace.skipped.push(Skip {
                         agent: id.to_string(),
-                        why: format!("halted: {}", h.reason),
+                        why,
                     }),
-                    _ => trace.skipped.push(Skip {
+                    None => trace.skipped.push(Skip {
                         agent: id.to_string(),
-                        why: "inactive".to_string(),
+                        why: "not in the directory".to_string(),
                     }),
                 }
             }
-            Assign::RoundRobin => {
-                let members: Vec<&Agent> = if rule.pool.is_empty() {
-                    dir.agents
-                        .iter()
-                        .filter(|a| a.role == Role::Agent)
-                        .collect()
-                } else {
-                    rule.pool.iter().filter_map(|id| dir.agent(id)).collect()
+            Assign::Offer => {
+                let members = rule_members(dir, rule);
+                let sequence = weighted_sequence(&members);
+                trace.candidates = members.iter().map(|a| a.id.clone()).collect();
+                let before = input.cursors.get(&rule.name).copied().unwrap_or(0);
+                let len = sequence.len() as i64;
+                let mut candidates: Vec<String> = Vec::new();
+                let mut first_slot = None;
+                for step in 0..len {
+                    let slot = (before + step).rem_euclid(len);
+                    let agent = sequence[slot as usize];
+                    if candidates.contains(&agent.id) {
+                        continue;
+                    }
+                    if let Some(why) = unavailable(agent) {
+                        if !trace.skipped.iter().any(|s| s.agent == agent.id) {
+                            trace.skipped.push(Skip {
+                                agent: agent.id.clone(),
+                                why,
+                            });
+                        }
+                        continue;
+                    }
+                    first_slot.get_or_insert(slot);
+                    candidates.push(agent.id.clone());
+                }
+                let Some(first_slot) = first_slot else {
+                    continue;
                 };
+                trace.step = Step::GeneralRule;
+                let period = humane(rule.acceptance_period);
+                let reason = match rule.offer_mode {
+                    OfferMode::OneAtATime => {
+                        // The rotation moves on as if the first agent had been assigned it.
+                        trace.cursor = Some(CursorMove {
+                            pool: rule.name.clone(),
+                            before,
+                            after: first_slot + 1,
+                        });
+                        format!(
+                            "rule {:?}: offered one at a time, {} first ({period} to accept)",
+                            rule.name, candidates[0]
+                        )
+                    }
+                    OfferMode::AllAtOnce => format!(
+                        "rule {:?}: offered to {} at once ({period} to accept)",
+                        rule.name,
+                        candidates.join(", ")
+                    ),
+                };
+                return RoutingDecision {
+                    kind: RouteKind::General,
+                    owner: dir.default_owner.clone(),
+                    user: dir.default_owner.clone(),
+                    rule: Some(rule.name.clone()),
+                    reason,
+                    unassigned: false,
+                    offer: Some(OfferPlan {
+                        rule: rule.name.clone(),
+                        mode: rule.offer_mode,
+                        candidates,
+                        period_ms: rule.acceptance_period.as_millis() as u64,
+                        referral_fee_percent: rule.referral_fee_percent,
+                    }),
+                    trace,
+                };
+            }
+            Assign::RoundRobin => {
+                let members = rule_members(dir, rule);
                 let sequence = weighted_sequence(&members);
                 trace.candidates = members.iter().map(|a| a.id.clone()).collect();
                 if sequence.is_empty() {
@@ -483,12 +640,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                 for step in 0..len {
                     let slot = (before + step).rem_euclid(len);
                     let agent = sequence[slot as usize];
-                    let unavailable = if !agent.active {
-                        Some("inactive".to_string())
-                    } else {
-                        halted(&agent.id).map(|h| format!("halted: {}", h.reason))
-                    };
-                    if let Some(why) = unavailable {
+                    if let Some(why) = unavailable(agent) {
                         if !trace.skipped.iter().any(|s| s.agent == agent.id) {
                             trace.skipped.push(Skip {
                                 agent: agent.id.clone(),
@@ -516,6 +668,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                             len
                         ),
                         unassigned: false,
+                        offer: None,
                         trace,
                     };
                 }
@@ -535,7 +688,41 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
         rule: None,
         reason: format!("{why}: the brokerage's default owner"),
         unassigned: false,
+        offer: None,
         trace,
+    }
+}
+
+/// A rule's pool (every agent with role "agent" when it names none), limited
+/// to the rule's offices.
+fn rule_members<'a>(dir: &'a Directory, rule: &RuleConfig) -> Vec<&'a Agent> {
+    let members: Vec<&Agent> = if rule.pool.is_empty() {
+        dir.agents
+            .iter()
+            .filter(|a| a.role == Role::Agent)
+            .collect()
+    } else {
+        rule.pool.iter().filter_map(|id| dir.agent(id)).collect()
+    };
+    members
+        .into_iter()
+        .filter(|a| {
+            rule.offices.is_empty()
+                || a.office
+                    .as_ref()
+                    .is_some_and(|o| rule.offices.iter().any(|r| r.eq_ignore_ascii_case(o)))
+        })
+        .collect()
+}
+
+/// "15m", "2h", "90s": a period as people write it.
+pub fn humane(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 

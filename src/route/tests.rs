@@ -91,6 +91,8 @@ fn run(lead: &ParsedMessage, dir: &Directory, halts: &[Halt]) -> RoutingDecision
         lead,
         directory: dir,
         halts,
+        aways: &[],
+        general_only: false,
         cursors: &HashMap::new(),
         listing_agent: None,
     })
@@ -105,6 +107,8 @@ fn rotation(lead: &ParsedMessage, dir: &Directory, halts: &[Halt], n: usize) -> 
                 lead,
                 directory: dir,
                 halts,
+                aways: &[],
+                general_only: false,
                 cursors: &cursors,
                 listing_agent: None,
             });
@@ -222,6 +226,8 @@ fn imported_listing_is_direct() {
         lead: &l,
         directory: &dir,
         halts: &[],
+        aways: &[],
+        general_only: false,
         cursors: &HashMap::new(),
         listing_agent: Some("cara"),
     });
@@ -500,6 +506,8 @@ fn each_pool_has_its_own_cursor() {
             lead: l,
             directory: &dir,
             halts: &[],
+            aways: &[],
+            general_only: false,
             cursors: &cursors,
             listing_agent: None,
         });

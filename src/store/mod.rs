@@ -19,6 +19,9 @@ use sqlx::{Row, SqlitePool};
 use crate::config::BrokerageConfig;
 use crate::route::Halt;
 
+mod offers;
+pub use offers::{AwayRow, OfferRow, OfferedLead};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot encode stored data: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("unexpected stored data: {0}")]
+    Corrupt(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -98,6 +103,10 @@ pub struct LeadRecord {
     pub message_id: Option<String>,
     /// Left in the pond for manual distribution.
     pub unassigned: bool,
+    /// "assigned", or "offered" while agents are deciding (then `user` is empty).
+    pub status: String,
+    /// Recorded when an offered lead is settled (0 for direct leads).
+    pub referral_fee_percent: Option<i64>,
     pub created_at: String,
 }
 
@@ -277,7 +286,12 @@ fn lead_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord> {
         brokerage: r.try_get("brokerage_id")?,
         kind: r.try_get("kind")?,
         owner: r.try_get("owner_id")?,
-        user: r.try_get("user_id")?,
+        user: match r.try_get::<String, _>("status")?.as_str() {
+            "offered" => String::new(),
+            _ => r.try_get("user_id")?,
+        },
+        status: r.try_get("status")?,
+        referral_fee_percent: r.try_get("referral_fee_percent")?,
         rule: r.try_get("rule")?,
         reason: r.try_get("reason")?,
         source: r.try_get("source")?,
@@ -503,9 +517,10 @@ impl StoreTx {
             "INSERT INTO leads (brokerage_id, message_row, kind, owner_id, user_id, rule, reason,
                 source, lead_type, contact_name, contact_email, contact_phone, property_address,
                 mls_number, price, property_url, message, forwarded_by, agent_hint_name,
-                agent_hint_email, subject, trace, created_at, unassigned)
+                agent_hint_email, subject, trace, created_at, unassigned, status, offer_plan,
+                referral_fee_percent)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
              RETURNING id",
         )
         .bind(new.brokerage_id)
@@ -532,6 +547,14 @@ impl StoreTx {
         .bind(serde_json::to_string(d)?)
         .bind(&at)
         .bind(d.unassigned)
+        .bind(if d.offer.is_some() {
+            "offered"
+        } else {
+            "assigned"
+        })
+        .bind(d.offer.as_ref().map(serde_json::to_string).transpose()?)
+        // Direct leads carry no referral fee; offered ones get theirs when accepted.
+        .bind((d.kind == crate::route::RouteKind::Direct && d.offer.is_none()).then_some(0i64))
         .fetch_one(&mut *self.tx)
         .await?;
         self.add_event(
@@ -544,16 +567,12 @@ impl StoreTx {
             Some(&format!("from {}", l.source)),
         )
         .await?;
-        self.add_event(
-            id,
-            &at,
-            "routed",
-            "leadmail",
-            None,
-            Some(&d.user),
-            Some(&d.reason),
-        )
-        .await?;
+        let (kind, to) = match d.offer {
+            Some(_) => ("offered", None),
+            None => ("routed", Some(d.user.as_str())),
+        };
+        self.add_event(id, &at, kind, "leadmail", None, to, Some(&d.reason))
+            .await?;
         Ok(id)
     }
 

@@ -16,7 +16,10 @@ use crate::notify;
 use crate::parse::{self, ParseOptions};
 use crate::route::{self, Directory, RoutingDecision};
 use crate::source::RawMessage;
-use crate::store::{NewLead, NewMessage, Store, StoreError, now};
+use crate::store::{NewLead, NewMessage, NewNotification, Store, StoreError, now};
+
+mod offers;
+pub use offers::{OfferActError, OfferAction, OfferOutcome};
 
 /// What became of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,18 +119,30 @@ pub struct Pipeline {
     /// Woken after a commit that queued notifications (the sender waits on it).
     outbox: std::sync::Arc<tokio::sync::Notify>,
     metrics: std::sync::Arc<Metrics>,
+    /// Signs the links in offer emails (`[http] offer_secret_*`).
+    offer_secret: Option<String>,
 }
 
 impl Pipeline {
     pub fn new(config: Config, store: Store) -> Pipeline {
         let options = ParseOptions::from_config(&config.parse);
+        let offer_secret = config.http.offer_secret().unwrap_or_else(|e| {
+            tracing::warn!(message = "No offer links: the offer secret cannot be read.", error = %e);
+            None
+        });
         Pipeline {
+            offer_secret,
             config,
             store,
             options,
             outbox: std::sync::Arc::new(tokio::sync::Notify::new()),
             metrics: std::sync::Arc::new(Metrics::new()),
         }
+    }
+
+    /// The secret that signs offer links, if one is configured.
+    pub fn offer_secret(&self) -> Option<&str> {
+        self.offer_secret.as_deref()
     }
 
     /// The process's counters (shared with the daemon, the sender and `/metrics`).
@@ -366,9 +381,9 @@ impl Pipeline {
                 }
             }
             (Outcome::Created, Some(b), _) => {
-                let (id, decision) = self.create_lead(tx, b, message_row, &parsed).await?;
+                let (id, decision, notes) = self.create_lead(tx, b, message_row, &parsed).await?;
                 // Written with the lead: a crash can lose neither without the other.
-                for n in notify::lead_notifications(&self.config, b, id, &parsed, &decision) {
+                for n in notes {
                     queued |= tx.queue_notification(&n).await?;
                 }
                 lead_id = Some(id);
@@ -389,10 +404,12 @@ impl Pipeline {
         brokerage: &BrokerageConfig,
         message_row: i64,
         parsed: &ParsedMessage,
-    ) -> Result<(i64, RoutingDecision), PipelineError> {
+    ) -> Result<(i64, RoutingDecision, Vec<NewNotification>), PipelineError> {
         let directory = Directory::from_config(brokerage);
         let cursors = tx.cursors(&brokerage.id).await?;
-        let halts = tx.active_halts(&brokerage.id, &now()).await?;
+        let at = now();
+        let halts = tx.active_halts(&brokerage.id, &at).await?;
+        let aways = tx.active_aways(&brokerage.id, &at).await?;
         let address_key = parsed
             .property
             .address
@@ -412,6 +429,8 @@ impl Pipeline {
             lead: parsed,
             directory: &directory,
             halts: &halts,
+            aways: &aways,
+            general_only: false,
             cursors: &cursors,
             listing_agent: listing_agent.as_deref(),
         });
@@ -426,7 +445,18 @@ impl Pipeline {
                 decision: &decision,
             })
             .await?;
-        Ok((id, decision))
+        let notes = match &decision.offer {
+            // The router offered it only to agents available now.
+            Some(plan) => {
+                self.open_first_offers(tx, brokerage, id, plan, parsed)
+                    .await?
+            }
+            None => notify::lead_notifications(&self.config, brokerage, id, parsed, &decision)
+                .into_iter()
+                .filter(|n| !aways.iter().any(|a| a.agent == n.agent_id))
+                .collect(),
+        };
+        Ok((id, decision, notes))
     }
 }
 
