@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::config::{BrokerageConfig, Config};
-use crate::route::{Halt, address};
+use crate::route::{Away, Halt, address};
 use crate::store::{Assignee, ListingRow, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,10 @@ pub enum AdminError {
     BadTime(String),
     #[error("line {line}: {message}")]
     Csv { line: u64, message: String },
+    #[error("{actor:?} may not change {agent:?}'s out-of-office: only the agent and admins may")]
+    NotSelfOrAdmin { actor: String, agent: String },
+    #[error("{0:?} cannot be their own delegate")]
+    SelfDelegate(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,6 +68,25 @@ fn require_admin(brokerage: &BrokerageConfig, actor: &str) -> Result<()> {
             actor.to_string(),
             brokerage.id.clone(),
         ))
+    }
+}
+
+/// How long until `deadline` from `now` (both RFC 3339), as "14m 05s"; "due" once passed.
+pub fn time_left(now: &str, deadline: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    match (
+        time::OffsetDateTime::parse(now, &Rfc3339),
+        time::OffsetDateTime::parse(deadline, &Rfc3339),
+    ) {
+        (Ok(n), Ok(d)) if d > n => {
+            let s = (d - n).whole_seconds();
+            match s {
+                s if s >= 3600 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+                s => format!("{}m {:02}s", s / 60, s % 60),
+            }
+        }
+        (Ok(_), Ok(_)) => "due".to_string(),
+        _ => deadline.to_string(),
     }
 }
 
@@ -108,6 +131,64 @@ pub async fn resume(store: &Store, config: &Config, spec: &str, by: &str) -> Res
     let (brokerage, agent) = target(config, spec)?;
     require_admin(brokerage, by)?;
     Ok(store.resume(&brokerage.id, &agent, by).await?)
+}
+
+/// An agent marks themself out of office (or an admin does it for them):
+/// no general leads or offers and no notifications meanwhile; their direct
+/// leads go to `delegate` as user when one is named.
+pub async fn away(
+    store: &Store,
+    config: &Config,
+    spec: &str,
+    delegate: Option<&str>,
+    until: Option<&str>,
+    by: &str,
+) -> Result<Away> {
+    let (brokerage, agent) = target(config, spec)?;
+    require_self_or_admin(brokerage, &agent, by)?;
+    if let Some(d) = delegate {
+        if d == agent {
+            return Err(AdminError::SelfDelegate(agent));
+        }
+        match brokerage.agents.iter().find(|a| a.id == d) {
+            None => {
+                return Err(AdminError::UnknownAgent {
+                    brokerage: brokerage.id.clone(),
+                    agent: d.to_string(),
+                });
+            }
+            Some(a) if !a.active => return Err(AdminError::InactiveAgent(d.to_string())),
+            Some(_) => {}
+        }
+    }
+    let until = until.map(utc_time).transpose()?;
+    store
+        .set_away(&brokerage.id, &agent, delegate, until.as_deref(), by)
+        .await?;
+    Ok(Away {
+        agent,
+        delegate: delegate.map(str::to_string),
+        until,
+        by: by.to_string(),
+    })
+}
+
+/// Ends an out-of-office; `false` when the agent was not away.
+pub async fn back(store: &Store, config: &Config, spec: &str, by: &str) -> Result<bool> {
+    let (brokerage, agent) = target(config, spec)?;
+    require_self_or_admin(brokerage, &agent, by)?;
+    Ok(store.set_back(&brokerage.id, &agent).await?)
+}
+
+fn require_self_or_admin(brokerage: &BrokerageConfig, agent: &str, actor: &str) -> Result<()> {
+    if actor == agent || brokerage.is_admin(actor) {
+        Ok(())
+    } else {
+        Err(AdminError::NotSelfOrAdmin {
+            actor: actor.to_string(),
+            agent: agent.to_string(),
+        })
+    }
 }
 
 /// Changes a lead's owner or user. Allowed for the brokerage's admins and the
@@ -222,6 +303,7 @@ pub struct AgentStatus {
     pub active: bool,
     pub weight: u32,
     pub halted: Option<Halt>,
+    pub away: Option<Away>,
 }
 
 /// Every configured agent with their halt, if one is in force.
@@ -237,6 +319,7 @@ pub async fn agents(
         .filter(|b| brokerage.is_none_or(|id| id == b.id))
     {
         let halts = store.halts(&b.id).await?;
+        let aways = store.aways(&b.id).await?;
         for a in &b.agents {
             out.push(AgentStatus {
                 brokerage: b.id.clone(),
@@ -246,6 +329,7 @@ pub async fn agents(
                 active: a.active,
                 weight: a.weight,
                 halted: halts.iter().find(|h| h.agent == a.id).cloned(),
+                away: aways.iter().find(|w| w.agent == a.id).cloned(),
             });
         }
     }

@@ -171,6 +171,23 @@ fn wait_between_checks(imap: &ImapConfig) -> Duration {
     imap.poll_interval.clamp(Duration::from_secs(1), MAX_IDLE)
 }
 
+/// Moves offers past their deadline on to the next agent (or settles their
+/// leads), about once a second, until `shutdown`. Deadlines live in the
+/// database, so a restart (or another process) picks up where this left off.
+pub async fn offer_clock(pipeline: Arc<Pipeline>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match pipeline.expire_offers().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(message = "Offers expired and handed on.", leads = n),
+            Err(e) => tracing::warn!(message = "Cannot expire offers; will retry.", error = %e),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Up to 25% random extra, so that many inboxes do not retry in lockstep.
 fn with_jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use leadmail::admin;
 use leadmail::config::Config;
 use leadmail::parse::{self, ParseOptions};
-use leadmail::pipeline::{IngestReport, Pipeline};
+use leadmail::pipeline::{IngestReport, OfferActError, OfferAction, Pipeline};
 use leadmail::source::file;
 use leadmail::store::{Assignee, Store};
 
@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: ListingsCommand,
     },
+    /// Lead offers: list them, accept or decline one.
+    Offers {
+        #[command(subcommand)]
+        command: OffersCommand,
+    },
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
     /// Create or upgrade the database schema.
@@ -122,12 +127,63 @@ enum AgentsCommand {
         #[arg(long)]
         by: String,
     },
-    /// Every agent, and who is halted, why and until when.
+    /// Mark an agent out of office: no general leads, offers or notifications
+    /// meanwhile; direct leads go to the delegate. The agent or an admin.
+    Away {
+        /// BROKERAGE/AGENT
+        target: String,
+        /// The colleague who works the agent's direct leads meanwhile.
+        #[arg(long, value_name = "AGENT")]
+        delegate: Option<String>,
+        /// When the agent is back on their own (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Who is doing it (default: the agent themself).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// End an agent's out-of-office. The agent or an admin.
+    Back {
+        /// BROKERAGE/AGENT
+        target: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Every agent, and who is halted or away, why and until when.
     List {
         #[arg(long, value_name = "ID")]
         brokerage: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffersCommand {
+    /// Offers, open ones first by default.
+    List {
+        #[arg(long, value_name = "ID")]
+        brokerage: Option<String>,
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+        /// Also decided offers (accepted, declined, expired, taken).
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Accept an offer: the agent becomes the lead's owner and user.
+    Accept {
+        offer: i64,
+        /// The agent the offer was made to.
+        #[arg(long, value_name = "AGENT")]
+        by: String,
+    },
+    /// Decline an offer: it goes to the next agent (or, after a full pass, the default owner).
+    Decline {
+        offer: i64,
+        #[arg(long, value_name = "AGENT")]
+        by: String,
     },
 }
 
@@ -453,6 +509,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         println!("{target} was not halted");
                     }
                 }
+                AgentsCommand::Away {
+                    target,
+                    delegate,
+                    until,
+                    by,
+                } => {
+                    let by = by.unwrap_or_else(|| {
+                        target.split_once('/').map_or("", |(_, a)| a).to_string()
+                    });
+                    let w = admin::away(
+                        &store,
+                        &config,
+                        &target,
+                        delegate.as_deref(),
+                        until.as_deref(),
+                        &by,
+                    )
+                    .await?;
+                    println!(
+                        "{target} is out of office{}{}",
+                        w.delegate
+                            .map(|d| format!("; direct leads go to {d}"))
+                            .unwrap_or_default(),
+                        w.until.map(|u| format!(" (until {u})")).unwrap_or_default()
+                    );
+                }
+                AgentsCommand::Back { target, by } => {
+                    let by = by.unwrap_or_else(|| {
+                        target.split_once('/').map_or("", |(_, a)| a).to_string()
+                    });
+                    if admin::back(&store, &config, &target, &by).await? {
+                        println!("{target} is back");
+                    } else {
+                        println!("{target} was not out of office");
+                    }
+                }
                 AgentsCommand::List { brokerage, format } => {
                     let agents = admin::agents(&store, &config, brokerage.as_deref()).await?;
                     match format {
@@ -467,6 +559,39 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             store.close().await;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Offers { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = open_store(&config).await?;
+            let code = match command {
+                OffersCommand::List {
+                    brokerage,
+                    agent,
+                    all,
+                    format,
+                } => {
+                    let offers = store
+                        .list_offers(brokerage.as_deref(), agent.as_deref(), !all)
+                        .await?;
+                    match format {
+                        Format::Json => {
+                            for o in &offers {
+                                println!("{}", serde_json::to_string(o)?);
+                            }
+                        }
+                        Format::Table => print_offers_table(&offers),
+                    }
+                    ExitCode::SUCCESS
+                }
+                OffersCommand::Accept { offer, by } => {
+                    act_on_offer(&config, &store, offer, &by, OfferAction::Accept).await?
+                }
+                OffersCommand::Decline { offer, by } => {
+                    act_on_offer(&config, &store, offer, &by, OfferAction::Decline).await?
+                }
+            };
+            store.close().await;
+            Ok(code)
         }
         Command::Listings {
             command: ListingsCommand::Import { brokerage, file },
@@ -637,6 +762,10 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
         let _ = stop_tx.send(true);
     });
     let watchdog = tokio::spawn(systemd_watchdog(pipeline.clone(), stop_rx.clone()));
+    let offer_clock = tokio::spawn(leadmail::daemon::offer_clock(
+        pipeline.clone(),
+        stop_rx.clone(),
+    ));
     // Stopped after the inboxes (also with --once), so /healthz answers to the end.
     let (http_stop, http_stop_rx) = tokio::sync::watch::channel(false);
     let http_task = match config.http.listen {
@@ -697,6 +826,11 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
     )
     .await?;
     watchdog.abort();
+    offer_clock.abort();
+    if once {
+        // Deadlines that passed while nobody was running.
+        pipeline.expire_offers().await?;
+    }
     let _ = http_stop.send(true);
     if let Some(task) = http_task
         && let Ok(Err(e)) = task.await
@@ -820,6 +954,68 @@ async fn open_store(config: &Config) -> Result<Store> {
     Ok(store)
 }
 
+/// `offers accept|decline`: refused politely when the offer is closed or someone else's.
+async fn act_on_offer(
+    config: &Config,
+    store: &Store,
+    offer: i64,
+    by: &str,
+    action: OfferAction,
+) -> Result<ExitCode> {
+    let pipeline = Pipeline::new(config.clone(), store.clone());
+    match pipeline.act_on_offer(offer, by, action).await {
+        Ok(outcome) => {
+            println!("offer {offer} {}: {}", outcome.state, outcome.summary);
+            deliver_notifications(&pipeline).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(OfferActError::Offer(e)) => {
+            eprintln!("leadmail: {e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(OfferActError::Pipeline(e)) => Err(e.into()),
+    }
+}
+
+fn print_offers_table(offers: &[leadmail::store::OfferRow]) {
+    let now = leadmail::store::now();
+    let rows: Vec<Vec<String>> = offers
+        .iter()
+        .map(|o| {
+            let left = if o.state == "open" {
+                leadmail::admin::time_left(&now, &o.deadline)
+            } else {
+                o.decided_at.clone().unwrap_or_default()
+            };
+            vec![
+                o.id.to_string(),
+                o.lead_id.to_string(),
+                o.brokerage.clone(),
+                o.agent.clone(),
+                o.state.clone(),
+                left,
+                o.source.clone(),
+                o.rule.clone().unwrap_or_default(),
+                o.mode.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "OFFER",
+            "LEAD",
+            "BROKERAGE",
+            "AGENT",
+            "STATE",
+            "LEFT/DECIDED",
+            "SOURCE",
+            "RULE",
+            "MODE",
+        ],
+        &rows,
+    );
+}
+
 fn print_agents_table(agents: &[admin::AgentStatus]) {
     let rows: Vec<Vec<String>> = agents
         .iter()
@@ -835,7 +1031,20 @@ fn print_agents_table(agents: &[admin::AgentStatus]) {
                         .unwrap_or_default()
                 ),
                 None if !a.active => "inactive".to_string(),
-                None => "available".to_string(),
+                None => match &a.away {
+                    Some(w) => format!(
+                        "out of office{}{}",
+                        w.delegate
+                            .as_ref()
+                            .map(|d| format!(", delegate {d}"))
+                            .unwrap_or_default(),
+                        w.until
+                            .as_ref()
+                            .map(|u| format!(" (until {u})"))
+                            .unwrap_or_default()
+                    ),
+                    None => "available".to_string(),
+                },
             };
             vec![
                 a.brokerage.clone(),

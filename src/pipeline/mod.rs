@@ -446,9 +446,13 @@ impl Pipeline {
             })
             .await?;
         let notes = match &decision.offer {
-            // The router offered it only to agents available now.
             Some(plan) => {
-                self.open_first_offers(tx, brokerage, id, plan, parsed)
+                let available = |agent: &str| {
+                    directory.agent(agent).is_some_and(|a| a.active)
+                        && !halts.iter().any(|h| h.agent == agent)
+                        && !aways.iter().any(|a| a.agent == agent)
+                };
+                self.open_first_offers(tx, brokerage, id, plan, parsed, &available)
                     .await?
             }
             None => notify::lead_notifications(&self.config, brokerage, id, parsed, &decision)

@@ -135,10 +135,11 @@ impl Pipeline {
         lead_id: i64,
         plan: &OfferPlan,
         parsed: &ParsedMessage,
+        available: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<NewNotification>, PipelineError> {
         let deadline = time_after(Duration::from_millis(plan.period_ms));
         let mut notes = Vec::new();
-        for change in offer::first_offers(plan, &deadline, &|_| true) {
+        for change in offer::first_offers(plan, &deadline, available) {
             if let Change::Open { agent, deadline } = change {
                 let id = tx
                     .open_offer(lead_id, &brokerage.id, &agent, &deadline)
@@ -232,8 +233,15 @@ impl Pipeline {
                         .await?;
                     if let Some(plan) = &decision.offer {
                         notes.extend(
-                            self.open_first_offers(tx, &brokerage, lead.lead_id, plan, &parsed)
-                                .await?,
+                            self.open_first_offers(
+                                tx,
+                                &brokerage,
+                                lead.lead_id,
+                                plan,
+                                &parsed,
+                                &available,
+                            )
+                            .await?,
                         );
                     } else {
                         notes.extend(

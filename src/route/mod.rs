@@ -575,19 +575,20 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                     if candidates.contains(&agent.id) {
                         continue;
                     }
+                    // Everyone stays a candidate (one away now may be back
+                    // when the lead comes round); the first offer goes to
+                    // the first available.
+                    candidates.push(agent.id.clone());
                     if let Some(why) = unavailable(agent) {
-                        if !trace.skipped.iter().any(|s| s.agent == agent.id) {
-                            trace.skipped.push(Skip {
-                                agent: agent.id.clone(),
-                                why,
-                            });
-                        }
+                        trace.skipped.push(Skip {
+                            agent: agent.id.clone(),
+                            why,
+                        });
                         continue;
                     }
-                    first_slot.get_or_insert(slot);
-                    candidates.push(agent.id.clone());
+                    first_slot.get_or_insert((slot, agent.id.clone()));
                 }
-                let Some(first_slot) = first_slot else {
+                let Some((first_slot, first)) = first_slot else {
                     continue;
                 };
                 trace.step = Step::GeneralRule;
@@ -601,14 +602,13 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                             after: first_slot + 1,
                         });
                         format!(
-                            "rule {:?}: offered one at a time, {} first ({period} to accept)",
-                            rule.name, candidates[0]
+                            "rule {:?}: offered one at a time, {first} first ({period} to accept)",
+                            rule.name
                         )
                     }
                     OfferMode::AllAtOnce => format!(
-                        "rule {:?}: offered to {} at once ({period} to accept)",
-                        rule.name,
-                        candidates.join(", ")
+                        "rule {:?}: offered to every available agent at once ({period} to accept)",
+                        rule.name
                     ),
                 };
                 return RoutingDecision {
