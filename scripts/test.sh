@@ -21,10 +21,14 @@ fi
 
 # The end-to-end tests start private Dovecot and Postfix instances (on free
 # loopback ports, in temporary directories); install the packages if missing.
+# (The fault tests also use unshare, nsenter and mount from util-linux, which
+# every Debian has, and need root for a private tmpfs.)
 missing=()
 [[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd dovecot-lmtpd)
 [[ -x /usr/lib/postfix/sbin/master ]] || missing+=(postfix)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The offer page's browser test: headless Chromium driven by chromedriver.
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
 if (( ${#missing[@]} )); then
     if [[ $(id -u) != 0 ]]; then
         echo "scripts/test.sh: as root, install: apt-get install ${missing[*]}" >&2

@@ -771,10 +771,10 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
     let http_task = match config.http.listen {
         Some(addr) => {
             let listener = leadmail::http::bind(addr).await?;
-            tracing::info!(message = "HTTP listener up (/metrics, /healthz).", %addr);
+            tracing::info!(message = "HTTP listener up (/metrics, /healthz, /offers).", %addr);
             Some(tokio::spawn(leadmail::http::serve(
                 listener,
-                pipeline.metrics().clone(),
+                pipeline.clone(),
                 http_stop_rx,
             )))
         }
