@@ -336,6 +336,133 @@ pub async fn agents(
     Ok(out)
 }
 
+/// What a brokerage's admin looks at first.
+#[derive(Debug, Serialize)]
+pub struct Dashboard {
+    pub brokerage: String,
+    /// For each rotating rule (round robin or offer): who is up next.
+    pub pools: Vec<PoolNext>,
+    pub open_offers: Vec<OpenOffer>,
+    /// Leads created since midnight UTC.
+    pub today: Today,
+    /// Median time from an offer to its acceptance, over every accepted offer.
+    pub median_seconds_to_accept: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolNext {
+    pub rule: String,
+    pub assign: crate::config::Assign,
+    /// None when everyone in the pool is halted, away or inactive.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpenOffer {
+    pub offer: i64,
+    pub lead_id: i64,
+    pub agent: String,
+    pub source: String,
+    pub deadline: String,
+    pub time_left: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Today {
+    pub total: usize,
+    pub by_source: std::collections::BTreeMap<String, usize>,
+    /// By assigned agent; leads still on offer count as "(offered)".
+    pub by_agent: std::collections::BTreeMap<String, usize>,
+}
+
+pub async fn dashboard(
+    store: &Store,
+    config: &Config,
+    brokerage: Option<&str>,
+) -> Result<Vec<Dashboard>> {
+    use time::format_description::well_known::Rfc3339;
+    let now = crate::store::now();
+    let midnight = time::OffsetDateTime::now_utc()
+        .replace_time(time::Time::MIDNIGHT)
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for b in config
+        .brokerages
+        .iter()
+        .filter(|b| brokerage.is_none_or(|id| id == b.id))
+    {
+        let directory = crate::route::Directory::from_config(b);
+        let cursors = store.cursors(&b.id).await?;
+        let halts = store.halts(&b.id).await?;
+        let aways = store.aways(&b.id).await?;
+        let pools = b
+            .rules
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.assign,
+                    crate::config::Assign::RoundRobin | crate::config::Assign::Offer
+                )
+            })
+            .map(|r| PoolNext {
+                rule: r.name.clone(),
+                assign: r.assign,
+                next: crate::route::up_next(&directory, r, &cursors, &halts, &aways),
+            })
+            .collect();
+        let open_offers = store
+            .list_offers(Some(&b.id), None, true)
+            .await?
+            .into_iter()
+            .rev()
+            .map(|o| OpenOffer {
+                offer: o.id,
+                lead_id: o.lead_id,
+                agent: o.agent,
+                source: o.source,
+                time_left: time_left(&now, &o.deadline),
+                deadline: o.deadline,
+            })
+            .collect();
+        let mut today = Today::default();
+        for (source, user, status) in store.leads_since(&b.id, &midnight).await? {
+            today.total += 1;
+            *today.by_source.entry(source).or_default() += 1;
+            let agent = if status == "offered" {
+                "(offered)".to_string()
+            } else {
+                user
+            };
+            *today.by_agent.entry(agent).or_default() += 1;
+        }
+        let mut waits: Vec<i64> = store
+            .accepted_offer_times(&b.id)
+            .await?
+            .iter()
+            .filter_map(|(from, to)| {
+                let from = time::OffsetDateTime::parse(from, &Rfc3339).ok()?;
+                let to = time::OffsetDateTime::parse(to, &Rfc3339).ok()?;
+                Some((to - from).whole_seconds())
+            })
+            .collect();
+        waits.sort_unstable();
+        let median_seconds_to_accept = match waits.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(waits[n / 2]),
+            n => Some((waits[n / 2 - 1] + waits[n / 2]) / 2),
+        };
+        out.push(Dashboard {
+            brokerage: b.id.clone(),
+            pools,
+            open_offers,
+            today,
+            median_seconds_to_accept,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

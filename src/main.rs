@@ -99,6 +99,14 @@ enum Command {
         #[command(subcommand)]
         command: OffersCommand,
     },
+    /// Per brokerage: who is up next in each pool, open offers with time left,
+    /// today's leads by source and agent, median time from offer to acceptance.
+    Dashboard {
+        #[arg(long, value_name = "ID")]
+        brokerage: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
     /// Create or upgrade the database schema.
@@ -560,6 +568,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dashboard { brokerage, format } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let store = open_store(&config).await?;
+            let boards = admin::dashboard(&store, &config, brokerage.as_deref()).await?;
+            store.close().await;
+            match format {
+                Format::Json => {
+                    for b in &boards {
+                        println!("{}", serde_json::to_string(b)?);
+                    }
+                }
+                Format::Table => boards.iter().for_each(print_dashboard),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Offers { command } => {
             let config = Config::load(cli.config.as_deref())?;
             let store = open_store(&config).await?;
@@ -975,6 +998,55 @@ async fn act_on_offer(
         }
         Err(OfferActError::Pipeline(e)) => Err(e.into()),
     }
+}
+
+fn print_dashboard(d: &admin::Dashboard) {
+    println!("== {} ==", d.brokerage);
+    println!("\nUp next");
+    let pools: Vec<Vec<String>> = d
+        .pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.rule.clone(),
+                serde_json::to_value(p.assign)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                p.next.clone().unwrap_or_else(|| "nobody available".into()),
+            ]
+        })
+        .collect();
+    print_table(&["RULE", "ASSIGN", "NEXT"], &pools);
+    println!("\nOpen offers");
+    let offers: Vec<Vec<String>> = d
+        .open_offers
+        .iter()
+        .map(|o| {
+            vec![
+                o.offer.to_string(),
+                o.lead_id.to_string(),
+                o.agent.clone(),
+                o.source.clone(),
+                o.time_left.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["OFFER", "LEAD", "AGENT", "SOURCE", "LEFT"], &offers);
+    println!("\nToday: {} leads", d.today.total);
+    let by = |m: &std::collections::BTreeMap<String, usize>| -> Vec<Vec<String>> {
+        m.iter()
+            .map(|(k, v)| vec![k.clone(), v.to_string()])
+            .collect()
+    };
+    print_table(&["SOURCE", "LEADS"], &by(&d.today.by_source));
+    print_table(&["AGENT", "LEADS"], &by(&d.today.by_agent));
+    println!(
+        "\nMedian time from offer to acceptance: {}\n",
+        d.median_seconds_to_accept
+            .map(|s| format!("{}m {:02}s", s / 60, s % 60))
+            .unwrap_or_else(|| "no accepted offers yet".into())
+    );
 }
 
 fn print_offers_table(offers: &[leadmail::store::OfferRow]) {

@@ -168,6 +168,79 @@ fn one_at_a_time_accept_decline_and_full_pass() {
         (Some("amy"), Some("amy"))
     );
     assert!(l["history"].to_string().contains("no one accepted"));
+
+    // The dashboard: who is next, today's leads, time to accept.
+    let board: Value = serde_json::from_str(
+        env.ok(&["dashboard", "--format", "json"])
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(board["pools"][0]["rule"], "website buyers");
+    assert_eq!(
+        board["pools"][0]["next"], "eve",
+        "bob, then cara went first"
+    );
+    assert_eq!(board["today"]["total"], 2);
+    assert_eq!(board["today"]["by_agent"]["cara"], 1);
+    assert_eq!(board["today"]["by_agent"]["amy"], 1);
+    assert!(board["median_seconds_to_accept"].is_i64(), "{board}");
+    assert_eq!(board["open_offers"].as_array().unwrap().len(), 0);
+    assert!(env.ok(&["dashboard"]).contains("Up next"));
+}
+
+/// `leadmail run` moves expired offers within seconds, with no inbox
+/// configured, across a restart, and with two instances on one database
+/// exactly one moves each offer.
+#[test]
+fn the_daemon_hands_expired_offers_on_across_restarts_and_instances() {
+    let env = Env::with_config(&config("", "one_at_a_time", "2s"));
+    assert!(env.run(&["migrate"]).status.success());
+    let lead = ingest_one(&env, 30);
+    assert_eq!(open_offer_of(&env, lead)[0]["agent"], "bob");
+    let mut first = env.spawn_run();
+    let mut second = env.spawn_run();
+    common::wait_until(
+        "bob's offer expires to cara",
+        Duration::from_secs(10),
+        || {
+            open_offer_of(&env, lead)
+                .first()
+                .is_some_and(|o| o["agent"] == "cara")
+        },
+    );
+    // A restart in the middle: the deadline lives in the database.
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut third = env.spawn_run();
+    common::wait_until("a full pass", Duration::from_secs(20), || {
+        env.lead(lead)["status"] == "assigned"
+    });
+    for c in [&mut second, &mut third] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let l = env.lead(lead);
+    assert_eq!(l["owner"], "amy", "no one accepted");
+    let decided: Vec<Value> = offers(&env, true)
+        .into_iter()
+        .filter(|o| o["lead_id"] == lead)
+        .collect();
+    let agents: Vec<&str> = decided
+        .iter()
+        .rev()
+        .map(|o| o["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["bob", "cara", "eve"], "each offered once, in turn");
+    assert!(decided.iter().all(|o| o["state"] == "expired"));
+    let expiries = l["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "expired")
+        .count();
+    assert_eq!(expiries, 3, "each offer expired exactly once");
 }
 
 #[test]

@@ -483,21 +483,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
     } else {
         &dir.rules
     };
-    let halted = |id: &str| input.halts.iter().find(|h| h.agent == id);
-    // Why an agent gets no general lead or offer now, if they don't.
-    let unavailable = |agent: &Agent| -> Option<String> {
-        if !agent.active {
-            Some("inactive".to_string())
-        } else if let Some(h) = halted(&agent.id) {
-            Some(format!("halted: {}", h.reason))
-        } else {
-            input
-                .aways
-                .iter()
-                .any(|a| a.agent == agent.id)
-                .then(|| "out of office".to_string())
-        }
-    };
+    let unavailable = |agent: &Agent| unavailable(agent, input.halts, input.aways);
     let owner_for = |agent: &str| match dir.routing.general_owner {
         OwnerPolicy::Agent => agent.to_string(),
         OwnerPolicy::Brokerage => dir.default_owner.clone(),
@@ -691,6 +677,38 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
         offer: None,
         trace,
     }
+}
+
+/// Why an agent gets no general lead or offer now, if they don't.
+fn unavailable(agent: &Agent, halts: &[Halt], aways: &[Away]) -> Option<String> {
+    if !agent.active {
+        Some("inactive".to_string())
+    } else if let Some(h) = halts.iter().find(|h| h.agent == agent.id) {
+        Some(format!("halted: {}", h.reason))
+    } else {
+        aways
+            .iter()
+            .any(|a| a.agent == agent.id)
+            .then(|| "out of office".to_string())
+    }
+}
+
+/// Who gets (or is offered) a rule's next lead now, by its rotation.
+pub fn up_next(
+    dir: &Directory,
+    rule: &RuleConfig,
+    cursors: &HashMap<String, i64>,
+    halts: &[Halt],
+    aways: &[Away],
+) -> Option<String> {
+    let members = rule_members(dir, rule);
+    let sequence = weighted_sequence(&members);
+    let len = sequence.len() as i64;
+    let before = cursors.get(&rule.name).copied().unwrap_or(0);
+    (0..len)
+        .map(|step| sequence[(before + step).rem_euclid(len) as usize])
+        .find(|a| unavailable(a, halts, aways).is_none())
+        .map(|a| a.id.clone())
 }
 
 /// A rule's pool (every agent with role "agent" when it names none), limited

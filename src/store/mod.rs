@@ -429,14 +429,7 @@ impl StoreTx {
 
     /// The stored round-robin positions of a brokerage's pools.
     pub async fn cursors(&mut self, brokerage_id: &str) -> Result<HashMap<String, i64>> {
-        let rows =
-            sqlx::query("SELECT pool, position FROM round_robin_cursors WHERE brokerage_id = ?1")
-                .bind(brokerage_id)
-                .fetch_all(&mut *self.tx)
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("pool")?, r.try_get("position")?)))
-            .collect()
+        cursors(&mut self.tx, brokerage_id).await
     }
 
     /// Halts in force at `now` (RFC 3339) in a brokerage.
@@ -622,6 +615,20 @@ async fn add_event(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+async fn cursors(
+    conn: &mut sqlx::SqliteConnection,
+    brokerage_id: &str,
+) -> Result<HashMap<String, i64>> {
+    let rows =
+        sqlx::query("SELECT pool, position FROM round_robin_cursors WHERE brokerage_id = ?1")
+            .bind(brokerage_id)
+            .fetch_all(conn)
+            .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("pool")?, r.try_get("position")?)))
+        .collect()
 }
 
 async fn active_halts(

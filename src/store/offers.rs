@@ -376,6 +376,41 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// The stored round-robin positions of a brokerage's pools.
+    pub async fn cursors(
+        &self,
+        brokerage_id: &str,
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let mut conn = self.pool.acquire().await?;
+        super::cursors(&mut conn, brokerage_id).await
+    }
+
+    /// (source, user, status) of each lead created at or after `since`.
+    pub async fn leads_since(
+        &self,
+        brokerage_id: &str,
+        since: &str,
+    ) -> Result<Vec<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT source, user_id, status FROM leads WHERE brokerage_id = ?1 AND created_at >= ?2",
+        )
+        .bind(brokerage_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// (offered_at, decided_at) of every accepted offer.
+    pub async fn accepted_offer_times(&self, brokerage_id: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT offered_at, decided_at FROM offers
+             WHERE brokerage_id = ?1 AND state = 'accepted' AND decided_at IS NOT NULL",
+        )
+        .bind(brokerage_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn aways(&self, brokerage_id: &str) -> Result<Vec<Away>> {
         let mut conn = self.pool.acquire().await?;
         active_aways(&mut conn, brokerage_id, &now()).await
