@@ -527,3 +527,132 @@ fn directory_from_config_keeps_agent_settings() {
     assert_eq!(jane.weight, 1);
     assert!(jane.active);
 }
+
+fn away(agent: &str, delegate: Option<&str>) -> Away {
+    Away {
+        agent: agent.into(),
+        delegate: delegate.map(str::to_string),
+        until: None,
+        by: agent.into(),
+    }
+}
+
+#[test]
+fn offer_rules_list_the_rotation_and_move_the_cursor_past_the_first_available() {
+    let dir = with_rules(
+        "[[brokerages.rules]]\nname = \"web\"\nassign = \"offer\"\npool = [\"jane\", \"bob\", \"cara\"]\nacceptance_period = \"15m\"\nreferral_fee_percent = 25",
+    );
+    let cursors = HashMap::from([("web".to_string(), 1i64)]);
+    let d = route(RouteInput {
+        lead: &lead(),
+        directory: &dir,
+        halts: &[halt("bob")],
+        aways: &[],
+        general_only: false,
+        cursors: &cursors,
+        listing_agent: None,
+    });
+    let plan = d.offer.as_ref().expect("offered, not assigned");
+    assert_eq!(
+        plan.candidates,
+        ["bob", "cara", "jane"],
+        "rotation order from the cursor"
+    );
+    assert_eq!(plan.referral_fee_percent, 25);
+    assert_eq!(
+        (d.owner.as_str(), d.user.as_str()),
+        ("amy", "amy"),
+        "held by the default owner"
+    );
+    assert_eq!(
+        d.cursor().map(|c| c.after),
+        Some(3),
+        "past cara, the first available"
+    );
+    assert!(
+        d.trace
+            .skipped
+            .iter()
+            .any(|s| s.agent == "bob" && s.why.contains("halted"))
+    );
+
+    let everyone_out = route(RouteInput {
+        lead: &lead(),
+        directory: &dir,
+        halts: &[],
+        aways: &[away("jane", None), away("bob", None), away("cara", None)],
+        general_only: false,
+        cursors: &cursors,
+        listing_agent: None,
+    });
+    assert!(
+        everyone_out.offer.is_none(),
+        "nobody to offer it to: next rule, then the default owner"
+    );
+    assert_eq!(everyone_out.user, "amy");
+}
+
+#[test]
+fn offices_limit_a_rule_to_their_agents() {
+    let mut dir = with_rules("[[brokerages.rules]]\nname = \"north\"\noffices = [\"north\"]");
+    for (agent, office) in [("jane", "south"), ("bob", "North"), ("cara", "north")] {
+        dir.agents
+            .iter_mut()
+            .find(|a| a.id == agent)
+            .unwrap()
+            .office = Some(office.into());
+    }
+    let mut cursors = HashMap::new();
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        let d = route(RouteInput {
+            lead: &lead(),
+            directory: &dir,
+            halts: &[],
+            aways: &[],
+            general_only: false,
+            cursors: &cursors,
+            listing_agent: None,
+        });
+        if let Some(c) = d.cursor() {
+            cursors.insert(c.pool.clone(), c.after);
+        }
+        users.push(d.user);
+    }
+    assert_eq!(users, ["bob", "cara", "bob", "cara"]);
+}
+
+#[test]
+fn away_agents_are_skipped_and_their_direct_leads_delegated() {
+    let dir = brokerage("");
+    let mut l = lead();
+    l.forwarded_by = Some("jane@acme.example".into());
+    let input = |aways: &[Away]| {
+        route(RouteInput {
+            lead: &l,
+            directory: &dir,
+            halts: &[],
+            aways,
+            general_only: false,
+            cursors: &HashMap::new(),
+            listing_agent: None,
+        })
+    };
+    let d = input(&[away("jane", Some("cara"))]);
+    assert_eq!(
+        (d.kind, d.owner.as_str(), d.user.as_str()),
+        (RouteKind::Direct, "jane", "cara")
+    );
+    let d = input(&[away("jane", None)]);
+    assert_eq!(d.user, "jane", "no delegate: it waits as hers");
+    let general = route(RouteInput {
+        lead: &lead(),
+        directory: &dir,
+        halts: &[],
+        aways: &[away("jane", None)],
+        general_only: false,
+        cursors: &HashMap::new(),
+        listing_agent: None,
+    });
+    assert_ne!(general.user, "jane");
+}
