@@ -346,6 +346,16 @@ fn away_agents_direct_leads_go_to_their_delegate() {
             .unwrap()
             .contains("out of office")
     );
+    let history = env.lead(rows[0]["lead_id"].as_i64().unwrap())["history"].clone();
+    let delegated = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "delegated")
+        .cloned()
+        .expect("a delegated event");
+    assert_eq!(delegated["actor"], "bob", "bob set the out of office");
+    assert_eq!(delegated["to"], "cara");
 }
 
 #[test]

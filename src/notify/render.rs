@@ -357,6 +357,7 @@ mod tests {
             reason: "rule \"zillow\": round robin".into(),
             unassigned: false,
             offer: None,
+            delegated_from: None,
             trace: RoutingTrace {
                 step: Step::GeneralRule,
                 notes: vec![],

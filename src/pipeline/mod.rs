@@ -445,6 +445,22 @@ impl Pipeline {
                 decision: &decision,
             })
             .await?;
+        if let Some(agent) = &decision.delegated_from {
+            let by = aways
+                .iter()
+                .find(|a| &a.agent == agent)
+                .map_or(agent.as_str(), |a| a.by.as_str());
+            tx.add_event(
+                id,
+                &at,
+                "delegated",
+                by,
+                Some(agent),
+                Some(&decision.user),
+                Some("out of office: the delegate works it, the agent keeps it"),
+            )
+            .await?;
+        }
         let notes = match &decision.offer {
             Some(plan) => {
                 let available = |agent: &str| {

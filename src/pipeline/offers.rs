@@ -322,6 +322,7 @@ impl Pipeline {
             reason: note,
             unassigned: false,
             offer: None,
+            delegated_from: None,
             trace: route::RoutingTrace {
                 step: route::Step::GeneralRule,
                 notes: Vec::new(),

@@ -217,6 +217,9 @@ pub struct RoutingDecision {
     /// Until someone accepts, the default owner holds it and it has no user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offer: Option<OfferPlan>,
+    /// The out-of-office agent whose direct lead the user works as delegate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated_from: Option<String>,
     #[serde(flatten)]
     pub trace: RoutingTrace,
 }
@@ -310,6 +313,7 @@ pub fn route(input: RouteInput<'_>) -> RoutingDecision {
                     ),
                     None => (owner, user, why),
                 };
+                let delegated_from = (user != agent.id).then(|| agent.id.clone());
                 return RoutingDecision {
                     kind: RouteKind::Direct,
                     owner,
@@ -318,6 +322,7 @@ pub fn route(input: RouteInput<'_>) -> RoutingDecision {
                     reason: why,
                     unassigned: false,
                     offer,
+                    delegated_from,
                     trace,
                 };
             }
@@ -517,6 +522,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                     ),
                     unassigned: true,
                     offer: None,
+                    delegated_from: None,
                     trace,
                 };
             }
@@ -534,6 +540,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                             reason: format!("rule {:?}: assigned to {}", rule.name, a.name),
                             unassigned: false,
                             offer: None,
+                            delegated_from: None,
                             trace,
                         };
                     }
@@ -604,6 +611,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                     rule: Some(rule.name.clone()),
                     reason,
                     unassigned: false,
+                    delegated_from: None,
                     offer: Some(OfferPlan {
                         rule: rule.name.clone(),
                         mode: rule.offer_mode,
@@ -655,6 +663,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
                         ),
                         unassigned: false,
                         offer: None,
+                        delegated_from: None,
                         trace,
                     };
                 }
@@ -675,6 +684,7 @@ fn general(input: RouteInput<'_>, mut trace: RoutingTrace) -> RoutingDecision {
         reason: format!("{why}: the brokerage's default owner"),
         unassigned: false,
         offer: None,
+        delegated_from: None,
         trace,
     }
 }
