@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 missing=()
 [[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd dovecot-lmtpd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v getmail >/dev/null 2>&1 || missing+=(getmail6)   # the peer in ingest
 if (( ${#missing[@]} )); then
     [[ $(id -u) == 0 ]] || { echo "bench/run.sh: as root, install: apt-get install ${missing[*]}" >&2; exit 2; }
     apt-get update -qq

@@ -319,6 +319,9 @@ async fn ingest_ratio(n: usize) {
     let _ = minimal_fetch_all(stack.imap_port).await;
     let (floor, fetched) = minimal_fetch_all(stack.imap_port).await;
     assert_eq!(fetched, n);
+    // The tool people otherwise script around, on the same mailbox (before
+    // leadmail moves the messages away; it leaves them in place).
+    let getmail = getmail_all(&stack, n);
     let start = Instant::now();
     let out = Command::new(leadmail_bin())
         .args(["-q", "--config"])
@@ -339,6 +342,53 @@ async fn ingest_ratio(n: usize) {
         n as f64 / ours.as_secs_f64(),
         floor.as_secs_f64()
     );
+    match getmail {
+        Some(g) => println!(
+            "getmail_ratio {:.2} (getmail6 into a Maildir {:.2}s vs leadmail run --once {:.2}s for {n} messages; target >= 3)",
+            g.as_secs_f64() / ours.as_secs_f64(),
+            g.as_secs_f64(),
+            ours.as_secs_f64()
+        ),
+        None => println!("getmail_ratio n/a (getmail6 is not installed)"),
+    }
+}
+
+/// getmail6 retrieving the whole INBOX into a Maildir, when it is installed.
+fn getmail_all(stack: &Stack, n: usize) -> Option<Duration> {
+    let getmail = ["/usr/bin/getmail", "/usr/local/bin/getmail"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir = tempfile::tempdir().ok()?;
+    let maildir = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).ok()?;
+    }
+    let rc = dir.path().join("getmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "[retriever]\ntype = SimpleIMAPRetriever\nserver = 127.0.0.1\nport = {}\nusername = {USER}\npassword = secret\nmailboxes = (\"INBOX\",)\n\n[destination]\ntype = Maildir\npath = {}/\n\n[options]\nread_all = true\ndelete = false\nverbose = 0\n",
+            stack.imap_port,
+            maildir.display()
+        ),
+    )
+    .ok()?;
+    let start = Instant::now();
+    let status = Command::new(getmail)
+        .arg("--getmaildir")
+        .arg(dir.path())
+        .arg("--rcfile")
+        .arg(&rc)
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    let took = start.elapsed();
+    let got = std::fs::read_dir(maildir.join("new")).ok()?.count();
+    if !status.success() || got != n {
+        eprintln!("getmail6 failed or retrieved {got} of {n} messages; not compared");
+        return None;
+    }
+    Some(took)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
