@@ -50,6 +50,37 @@ fn agent_address<'a>(b: &'a BrokerageConfig, agent: &str) -> Option<(&'a str, &'
         .and_then(|a| a.emails.first().map(|e| (a.name.as_str(), e.as_str())))
 }
 
+/// One notification to an agent: None when notifications are off or the
+/// agent has no email address.
+#[allow(clippy::too_many_arguments)]
+fn to_agent(
+    config: &Config,
+    brokerage: &BrokerageConfig,
+    lead_id: Option<i64>,
+    kind: &'static str,
+    agent: &str,
+    reply_to: Option<String>,
+    r: render::Rendered,
+    message_id: String,
+) -> Option<NewNotification> {
+    if !active(config) {
+        return None;
+    }
+    let (_, address) = agent_address(brokerage, agent)?;
+    Some(NewNotification {
+        brokerage_id: brokerage.id.clone(),
+        lead_id,
+        kind,
+        agent_id: agent.to_string(),
+        recipient: address.to_string(),
+        reply_to,
+        subject: r.subject,
+        body_text: r.text,
+        body_html: r.html,
+        message_id,
+    })
+}
+
 /// The notifications a new lead sends: its user, and its owner when
 /// `owner_too` and the owner is someone else. Agents without an email
 /// address get none.
@@ -71,7 +102,6 @@ pub fn lead_notifications(
     recipients
         .into_iter()
         .filter_map(|agent| {
-            let (_, address) = agent_address(brokerage, agent)?;
             let r = render::new_lead(&render::LeadNotice {
                 lead_id,
                 lead,
@@ -79,18 +109,16 @@ pub fn lead_notifications(
                 agent_id: agent,
                 lead_url: lead_url(config, lead_id),
             });
-            Some(NewNotification {
-                brokerage_id: brokerage.id.clone(),
-                lead_id: Some(lead_id),
-                kind: "lead",
-                agent_id: agent.to_string(),
-                recipient: address.to_string(),
-                reply_to: lead.contact.email.clone(),
-                subject: r.subject,
-                body_text: r.text,
-                body_html: r.html,
-                message_id: format!("leadmail.lead{lead_id}.{agent}@{domain}"),
-            })
+            to_agent(
+                config,
+                brokerage,
+                Some(lead_id),
+                "lead",
+                agent,
+                lead.contact.email.clone(),
+                r,
+                format!("leadmail.lead{lead_id}.{agent}@{domain}"),
+            )
         })
         .collect()
 }
@@ -104,26 +132,19 @@ pub fn repeat_notification(
     user: &str,
     lead: &ParsedMessage,
 ) -> Option<NewNotification> {
-    if !active(config) {
-        return None;
-    }
-    let (_, address) = agent_address(brokerage, user)?;
-    let r = render::repeat_inquiry(lead_id, lead, lead_url(config, lead_id));
-    Some(NewNotification {
-        brokerage_id: brokerage.id.clone(),
-        lead_id: Some(lead_id),
-        kind: "repeat",
-        agent_id: user.to_string(),
-        recipient: address.to_string(),
-        reply_to: lead.contact.email.clone(),
-        subject: r.subject,
-        body_text: r.text,
-        body_html: r.html,
-        message_id: format!(
+    to_agent(
+        config,
+        brokerage,
+        Some(lead_id),
+        "repeat",
+        user,
+        lead.contact.email.clone(),
+        render::repeat_inquiry(lead_id, lead, lead_url(config, lead_id)),
+        format!(
             "leadmail.repeat{message_row}.{user}@{}",
             from_domain(config)
         ),
-    })
+    )
 }
 
 /// The offer email to one agent (no contact data in it).
@@ -140,10 +161,6 @@ pub fn offer_notification(
     referral_fee_percent: u32,
     link: Option<String>,
 ) -> Option<NewNotification> {
-    if !active(config) {
-        return None;
-    }
-    let (_, address) = agent_address(brokerage, agent)?;
     let r = render::offer(&render::OfferNotice {
         lead_id,
         offer_id,
@@ -153,18 +170,16 @@ pub fn offer_notification(
         referral_fee_percent,
         link,
     });
-    Some(NewNotification {
-        brokerage_id: brokerage.id.clone(),
-        lead_id: Some(lead_id),
-        kind: "offer",
-        agent_id: agent.to_string(),
-        recipient: address.to_string(),
-        reply_to: None,
-        subject: r.subject,
-        body_text: r.text,
-        body_html: r.html,
-        message_id: format!("leadmail.offer{offer_id}@{}", from_domain(config)),
-    })
+    to_agent(
+        config,
+        brokerage,
+        Some(lead_id),
+        "offer",
+        agent,
+        None,
+        r,
+        format!("leadmail.offer{offer_id}@{}", from_domain(config)),
+    )
 }
 
 /// To an agent whose all-at-once offer another agent accepted first.
@@ -176,21 +191,14 @@ pub fn taken_notification(
     agent: &str,
     lead: &ParsedMessage,
 ) -> Option<NewNotification> {
-    if !active(config) {
-        return None;
-    }
-    let (_, address) = agent_address(brokerage, agent)?;
-    let r = render::offer_taken(lead_id, lead);
-    Some(NewNotification {
-        brokerage_id: brokerage.id.clone(),
-        lead_id: Some(lead_id),
-        kind: "offer_taken",
-        agent_id: agent.to_string(),
-        recipient: address.to_string(),
-        reply_to: None,
-        subject: r.subject,
-        body_text: r.text,
-        body_html: r.html,
-        message_id: format!("leadmail.taken{offer_id}@{}", from_domain(config)),
-    })
+    to_agent(
+        config,
+        brokerage,
+        Some(lead_id),
+        "offer_taken",
+        agent,
+        None,
+        render::offer_taken(lead_id, lead),
+        format!("leadmail.taken{offer_id}@{}", from_domain(config)),
+    )
 }
