@@ -1210,6 +1210,15 @@ fn print_ingest_table(reports: &[IngestReport]) {
     );
 }
 
+/// The assigned user, or "(offered)" while agents are still deciding.
+fn user_or_status(l: &leadmail::store::LeadRecord) -> String {
+    if l.status == "offered" {
+        "(offered)".to_string()
+    } else {
+        l.user.clone()
+    }
+}
+
 fn print_lead_table(leads: &[leadmail::store::LeadRecord]) {
     let rows: Vec<Vec<String>> = leads
         .iter()
@@ -1221,7 +1230,7 @@ fn print_lead_table(leads: &[leadmail::store::LeadRecord]) {
                 l.source.clone(),
                 l.kind.clone(),
                 l.owner.clone(),
-                l.user.clone(),
+                user_or_status(l),
                 l.contact.name.clone().unwrap_or_default(),
                 l.property.address.clone().unwrap_or_default(),
             ]
@@ -1247,7 +1256,10 @@ fn print_lead_detail(l: &leadmail::store::LeadRecord, history: &[leadmail::store
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
     println!("Lead {} ({}, {})", l.id, l.brokerage, l.created_at);
     println!("  owner:    {}", l.owner);
-    println!("  user:     {}", l.user);
+    println!("  user:     {}", user_or_status(l));
+    if let Some(fee) = l.referral_fee_percent {
+        println!("  referral fee: {fee}%");
+    }
     println!("  kind:     {} ({})", l.kind, l.reason);
     println!("  source:   {}", l.source);
     println!("  name:     {}", opt(&l.contact.name));
