@@ -46,6 +46,33 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// How `leadmail run` instances share inboxes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// How long an inbox's lease lasts without renewal (renewed every third
+    /// of it): when an instance dies, another takes its inboxes over after this.
+    #[serde(default = "default_lease", with = "duration_text")]
+    pub lease: std::time::Duration,
+    /// This instance's name in leases and `leadmail status` (default: host:pid).
+    pub instance: Option<String>,
+}
+
+const fn default_lease() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            lease: default_lease(),
+            instance: None,
+        }
+    }
 }
 
 /// The daemon's optional HTTP listener (`/metrics`, `/healthz`).

@@ -43,6 +43,10 @@ pub enum DaemonError {
     },
     #[error("inbox {brokerage}: {message}")]
     Config { brokerage: String, message: String },
+    #[error("inbox {brokerage}: the lease was lost; another instance works it now")]
+    LeaseLost { brokerage: String },
+    #[error("inbox {brokerage}: worked by another instance ({holder})")]
+    Leased { brokerage: String, holder: String },
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,12 +78,23 @@ pub async fn run(
         .filter_map(|b| b.imap.clone().map(|i| (b.clone(), i)))
         .collect();
     let count = inboxes.len();
+    let instance = Arc::new(
+        config
+            .daemon
+            .instance
+            .clone()
+            .unwrap_or_else(default_instance),
+    );
+    let ttl = config.daemon.lease.max(Duration::from_secs(1));
     let tasks: Vec<_> = inboxes
         .into_iter()
         .map(|(b, imap)| {
             let pipeline = pipeline.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move { watch_inbox(b, imap, pipeline, options, shutdown).await })
+            let instance = instance.clone();
+            tokio::spawn(async move {
+                watch_inbox(b, imap, pipeline, options, shutdown, &instance, ttl).await
+            })
         })
         .collect();
     ready(count);
@@ -99,6 +114,166 @@ pub async fn run(
     Ok(report)
 }
 
+/// This process's name in leases: host and pid.
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
+}
+
+/// This instance's hold on one inbox: renewed in the background; `held()`
+/// turns false as soon as a renewal fails or is overdue, and `lost` fires.
+struct LeaseGuard {
+    valid_until: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    lost: watch::Receiver<bool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseGuard {
+    /// Waits until this instance holds the inbox (or shutdown: None).
+    /// With `once`, does not wait: an inbox held elsewhere is an error.
+    async fn acquire(
+        pipeline: &Arc<Pipeline>,
+        id: &str,
+        instance: &str,
+        ttl: Duration,
+        once: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<LeaseGuard>, DaemonError> {
+        let mut announced = false;
+        let mut dead: Option<String> = None;
+        // `--once` waits out a dead instance's lease, not a live one's.
+        let give_up = tokio::time::Instant::now() + ttl + renew_every(ttl);
+        loop {
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            match pipeline
+                .store()
+                .take_lease(id, instance, ttl, dead.as_deref())
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    let holder = match pipeline.store().lease(id).await {
+                        Ok(Some(l)) => l.holder,
+                        _ => "another instance".to_string(),
+                    };
+                    if exited_here(&holder) {
+                        // A crashed instance on this host: no need to wait out its lease.
+                        dead = Some(holder);
+                        continue;
+                    }
+                    if once && tokio::time::Instant::now() >= give_up {
+                        return Err(DaemonError::Leased {
+                            brokerage: id.to_string(),
+                            holder,
+                        });
+                    }
+                    if !announced {
+                        tracing::info!(message = "Inbox is worked by another instance; standing by.", brokerage = %id, holder = %holder);
+                        announced = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(message = "Cannot take the inbox lease; will retry.", brokerage = %id, error = %e)
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(renew_every(ttl)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(message = "Inbox lease taken.", brokerage = %id, instance = %instance);
+        let valid_until = Arc::new(std::sync::Mutex::new(
+            tokio::time::Instant::now() + ttl.mul_f64(0.9),
+        ));
+        let (lost_tx, lost) = watch::channel(false);
+        let renewer = {
+            let pipeline = pipeline.clone();
+            let valid_until = valid_until.clone();
+            let (id, instance) = (id.to_string(), instance.to_string());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(renew_every(ttl)).await;
+                    let started = tokio::time::Instant::now();
+                    match pipeline.store().take_lease(&id, &instance, ttl, None).await {
+                        Ok(true) => {
+                            if let Ok(mut v) = valid_until.lock() {
+                                *v = started + ttl.mul_f64(0.9);
+                            }
+                        }
+                        Ok(false) => {
+                            tracing::warn!(message = "Inbox lease lost to another instance.", brokerage = %id);
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(e) => {
+                            let overdue = valid_until
+                                .lock()
+                                .map_or(true, |v| tokio::time::Instant::now() >= *v);
+                            tracing::warn!(message = "Cannot renew the inbox lease.", brokerage = %id, error = %e);
+                            if overdue {
+                                let _ = lost_tx.send(true);
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Some(LeaseGuard {
+            valid_until,
+            lost,
+            renewer,
+        }))
+    }
+
+    /// Whether the lease certainly still holds (checked before acknowledging).
+    fn held(&self) -> bool {
+        !*self.lost.borrow()
+            && self
+                .valid_until
+                .lock()
+                .is_ok_and(|v| tokio::time::Instant::now() < *v)
+    }
+
+    async fn release(self, pipeline: &Pipeline, id: &str, instance: &str) {
+        self.renewer.abort();
+        if !*self.lost.borrow()
+            && let Err(e) = pipeline.store().release_lease(id, instance).await
+        {
+            tracing::warn!(message = "Cannot release the inbox lease.", brokerage = %id, error = %e);
+        }
+    }
+}
+
+/// Whether `holder` names a leadmail process of this host (the default
+/// "host:pid" instance name) that no longer runs.
+fn exited_here(holder: &str) -> bool {
+    let Some((host, pid)) = holder.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let this = default_instance();
+    let this_host = this.rsplit_once(':').map_or("", |(h, _)| h);
+    if host != this_host || pid == std::process::id() {
+        return false;
+    }
+    // Gone, or the pid now belongs to something that is not leadmail.
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => comm.trim() != "leadmail",
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn renew_every(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(200))
+}
+
 /// One inbox, forever (or once): returns messages processed and the last error.
 async fn watch_inbox(
     brokerage: BrokerageConfig,
@@ -106,15 +281,26 @@ async fn watch_inbox(
     pipeline: Arc<Pipeline>,
     options: RunOptions,
     mut shutdown: watch::Receiver<bool>,
+    instance: &str,
+    ttl: Duration,
 ) -> (u64, Option<DaemonError>) {
     let id = brokerage.id.clone();
-    pipeline.metrics().watch_inbox(&id, stale_after(&imap));
     let mut backoff = BACKOFF_START;
     let mut processed = 0u64;
     loop {
         if *shutdown.borrow() {
             return (processed, None);
         }
+        let lease =
+            match LeaseGuard::acquire(&pipeline, &id, instance, ttl, options.once, &mut shutdown)
+                .await
+            {
+                Ok(Some(lease)) => lease,
+                Ok(None) => return (processed, None),
+                Err(e) => return (processed, Some(e)),
+            };
+        // Health covers the inboxes this instance works (a standby is healthy).
+        pipeline.metrics().watch_inbox(&id, stale_after(&imap));
         let result = session(
             &id,
             &imap,
@@ -122,8 +308,14 @@ async fn watch_inbox(
             options,
             &mut shutdown,
             &mut processed,
+            &lease,
         )
         .await;
+        let lost = !lease.held();
+        lease.release(&pipeline, &id, instance).await;
+        if lost {
+            pipeline.metrics().unwatch_inbox(&id);
+        }
         match result {
             Ok(()) => {
                 if options.once || *shutdown.borrow() {
@@ -204,6 +396,7 @@ async fn session(
     options: RunOptions,
     shutdown: &mut watch::Receiver<bool>,
     processed: &mut u64,
+    lease: &LeaseGuard,
 ) -> Result<(), DaemonError> {
     let imap_err = |source| DaemonError::Imap {
         brokerage: id.to_string(),
@@ -228,7 +421,13 @@ async fn session(
     pipeline.metrics().inbox_connected(id, true, None);
     tracing::info!(message = "Inbox connected.", brokerage = %id, idle = inbox.can_idle());
     loop {
-        drain(id, imap, &mut inbox, pipeline, shutdown, processed).await?;
+        drain(id, imap, &mut inbox, pipeline, shutdown, processed, lease).await?;
+        if !lease.held() {
+            inbox.logout().await;
+            return Err(DaemonError::LeaseLost {
+                brokerage: id.to_string(),
+            });
+        }
         if options.once || *shutdown.borrow() {
             inbox.logout().await;
             pipeline.metrics().inbox_connected(id, false, None);
@@ -246,16 +445,22 @@ async fn session(
         let wait = wait_between_checks(imap);
         if inbox.can_idle() {
             let mut stop = shutdown.clone();
+            let mut lost = lease.lost.clone();
             inbox = inbox
                 .idle(wait, async move {
-                    let _ = stop.wait_for(|s| *s).await;
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => {}
+                        _ = lost.wait_for(|l| *l) => {}
+                    }
                 })
                 .await
                 .map_err(imap_err)?;
         } else {
+            let mut lost = lease.lost.clone();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
+                _ = lost.wait_for(|l| *l) => {}
             }
             inbox.noop().await.map_err(imap_err)?;
         }
@@ -270,6 +475,7 @@ async fn drain(
     pipeline: &Pipeline,
     shutdown: &watch::Receiver<bool>,
     processed: &mut u64,
+    lease: &LeaseGuard,
 ) -> Result<(), DaemonError> {
     let imap_err = |source| DaemonError::Imap {
         brokerage: id.to_string(),
@@ -364,6 +570,13 @@ async fn drain(
             acks.quarantined.extend(quarantined);
             let last = batch_index + 1 == batches;
             if acks.len() >= ACK_BATCH || last || *shutdown.borrow() {
+                // Committed, but another instance may own the inbox now: leave
+                // the messages to it (it will find them stored and only file them).
+                if !lease.held() {
+                    return Err(DaemonError::LeaseLost {
+                        brokerage: id.to_string(),
+                    });
+                }
                 acknowledged.extend(acks.done.iter().chain(&acks.quarantined).copied());
                 let n = acks.flush(inbox).await.map_err(imap_err)?;
                 *processed += n;

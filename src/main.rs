@@ -942,6 +942,9 @@ fn print_status_table(statuses: &[leadmail::store::InboxStatus]) {
         .map(|s| {
             vec![
                 s.brokerage.clone(),
+                s.lease
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |l| l.holder.clone()),
                 if s.connected { "yes" } else { "no" }.to_string(),
                 s.last_success.clone().unwrap_or_else(|| "never".into()),
                 s.processed.to_string(),
@@ -954,6 +957,7 @@ fn print_status_table(statuses: &[leadmail::store::InboxStatus]) {
     print_table(
         &[
             "INBOX",
+            "WORKED BY",
             "CONNECTED",
             "LAST SUCCESS",
             "PROCESSED",

@@ -200,6 +200,18 @@ impl Metrics {
         self.set_connected(brokerage, false);
     }
 
+    /// This process stopped working the inbox (its lease went to another
+    /// instance, or shutdown): its health is no longer this process's business.
+    pub fn unwatch_inbox(&self, brokerage: &str) {
+        let mut guard = match self.inboxes.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.remove(brokerage);
+        drop(guard);
+        self.set_connected(brokerage, false);
+    }
+
     pub fn inbox_connected(&self, brokerage: &str, connected: bool, error: Option<&str>) {
         self.with_inbox(brokerage, |s| {
             s.connected = connected;

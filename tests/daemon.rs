@@ -349,3 +349,75 @@ fn run_without_inboxes_says_so_and_only_delivers() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("imap"));
 }
+
+/// Two instances on one database and one inbox: exactly one works it (the
+/// lease holder, shown by `status`); when it dies, the other takes the inbox
+/// over within the lease time, and every lead exists once.
+#[test]
+fn one_instance_works_an_inbox_and_another_takes_over_when_it_dies() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&format!(
+        "[daemon]\nlease = \"2s\"\n{}",
+        config(&stack, "  poll_interval = \"1s\"")
+    ));
+    assert!(env.run(&["migrate"]).status.success());
+    let spawn = |name: &str| {
+        common::bin()
+            .env("LEADMAIL__DAEMON__INSTANCE", name)
+            .arg("--config")
+            .arg(&env.config)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let holder = || -> Option<String> {
+        let out = env.ok(&["status", "--format", "json"]);
+        let first: serde_json::Value = serde_json::from_str(out.lines().next()?).ok()?;
+        first["lease"]["holder"].as_str().map(str::to_string)
+    };
+    let mut alpha = spawn("alpha");
+    wait_until("alpha holds the inbox", Duration::from_secs(20), || {
+        holder().as_deref() == Some("alpha")
+    });
+    let mut beta = spawn("beta");
+    for n in 0..30 {
+        stack.append(LEADS, "INBOX", &lead(n));
+    }
+    wait_until("the first 30", Duration::from_secs(30), || {
+        lead_count(&env) == 30 && stack.count(LEADS, "INBOX") == 0
+    });
+    assert_eq!(holder().as_deref(), Some("alpha"), "beta stands by");
+
+    kill9(&mut alpha);
+    for n in 30..60 {
+        stack.append(LEADS, "INBOX", &lead(n));
+    }
+    let start = Instant::now();
+    wait_until("beta takes over", Duration::from_secs(20), || {
+        holder().as_deref() == Some("beta")
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "within the lease time"
+    );
+    wait_until("the next 30", Duration::from_secs(30), || {
+        lead_count(&env) == 60 && stack.count(LEADS, "INBOX") == 0
+    });
+    assert_eq!(stack.count(LEADS, "Leads.Processed"), 60);
+
+    // A one-off run while beta is alive does not fight it for the inbox.
+    let out = run_once(&env);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("worked by another instance (beta)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A clean stop gives the lease up at once.
+    sigterm(&beta);
+    assert!(beta.wait().unwrap().success());
+    assert_eq!(holder(), None);
+    assert_eq!(lead_count(&env), 60);
+}

@@ -19,7 +19,9 @@ use sqlx::{Row, SqlitePool};
 use crate::config::BrokerageConfig;
 use crate::route::Halt;
 
+mod leases;
 mod offers;
+pub use leases::Lease;
 pub use offers::{AwayRow, OfferRow, OfferedLead};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -814,6 +816,8 @@ pub struct InboxStatus {
     pub last_error_at: Option<String>,
     pub quarantined: i64,
     pub updated_at: Option<String>,
+    /// The `leadmail run` instance working this inbox now, if any.
+    pub lease: Option<Lease>,
 }
 
 /// A change to an inbox's status, as the daemon observes it.
@@ -910,6 +914,7 @@ impl Store {
                     last_error_at: r.try_get("last_error_at")?,
                     quarantined,
                     updated_at: r.try_get("updated_at")?,
+                    lease: None,
                 },
                 None => InboxStatus {
                     brokerage: b.clone(),
@@ -921,8 +926,12 @@ impl Store {
                     last_error_at: None,
                     quarantined,
                     updated_at: None,
+                    lease: None,
                 },
             });
+            if let Some(last) = out.last_mut() {
+                last.lease = self.lease(b).await?;
+            }
         }
         Ok(out)
     }
