@@ -195,9 +195,15 @@ impl Default for NotifyConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://path/to/file.db` (relative paths are relative to the working directory).
+    /// `sqlite://path/to/file.db` (relative paths are relative to the working
+    /// directory) or `postgres://user@host:port/db?sslmode=require`.
     #[serde(default = "default_database_url")]
     pub url: String,
+    /// PostgreSQL: file holding the password (first line). Without it (or
+    /// `password_env`) the password comes from the URL, `PGPASSWORD` or a
+    /// pgpass file, like every PostgreSQL client.
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
 }
 
 fn default_database_url() -> String {
@@ -208,7 +214,31 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: default_database_url(),
+            password_file: None,
+            password_env: None,
         }
+    }
+}
+
+impl DatabaseConfig {
+    /// The URL to connect with: `url` with the password from
+    /// `password_file`/`password_env` put in (percent-encoded), when set.
+    /// Never log it; `redact_url` is for showing.
+    pub fn connect_url(&self) -> Result<String, ConfigError> {
+        if self.password_file.is_none() && self.password_env.is_none() {
+            return Ok(self.url.clone());
+        }
+        let password = read_secret(self.password_file.as_deref(), self.password_env.as_deref())?;
+        let invalid = || ConfigError::Invalid {
+            key: "database.url".to_string(),
+            message: "a password file or variable needs a postgres://USER@HOST/DB URL".to_string(),
+        };
+        let mut url = url::Url::parse(&self.url).map_err(|_| invalid())?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") || url.username().is_empty() {
+            return Err(invalid());
+        }
+        url.set_password(Some(&password)).map_err(|()| invalid())?;
+        Ok(url.into())
     }
 }
 
@@ -760,10 +790,10 @@ impl Config {
                 ));
             }
         }
-        if !self.database.url.starts_with("sqlite:") {
+        if crate::store::Backend::of(&self.database.url).is_none() {
             return Err(invalid(
                 "database.url",
-                "only sqlite: URLs are supported (e.g. sqlite://data/leadmail.db)",
+                "expected sqlite://PATH (e.g. sqlite://data/leadmail.db) or postgres://USER@HOST/DB",
             ));
         }
         if self
@@ -1066,5 +1096,30 @@ default_owner = "amy"
             "postgres://lead:REDACTED@db/leads"
         );
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn database_password_file_goes_into_the_url_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "p@ss:w/rd\n").unwrap();
+        let db = DatabaseConfig {
+            url: "postgres://lead@db.example:5433/leads?sslmode=require".to_string(),
+            password_file: Some(file.clone()),
+            password_env: None,
+        };
+        assert_eq!(
+            db.connect_url().unwrap(),
+            "postgres://lead:p%40ss%3Aw%2Frd@db.example:5433/leads?sslmode=require"
+        );
+        let sqlite = DatabaseConfig {
+            url: "sqlite://data/x.db".to_string(),
+            ..db
+        };
+        assert!(sqlite.connect_url().is_err(), "a password for SQLite is a mistake");
+        assert_eq!(
+            DatabaseConfig::default().connect_url().unwrap(),
+            "sqlite://data/leadmail.db"
+        );
     }
 }

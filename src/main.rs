@@ -971,7 +971,8 @@ fn print_status_table(statuses: &[leadmail::store::InboxStatus]) {
 
 /// Opens the store and mirrors the configured directory into it.
 async fn open_store(config: &Config) -> Result<Store> {
-    let store = Store::open(&config.database.url).await.with_context(|| {
+    let url = config.database.connect_url()?;
+    let store = Store::open(&url).await.with_context(|| {
         format!(
             "opening {}",
             leadmail::config::redact_url(&config.database.url)

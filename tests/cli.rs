@@ -360,7 +360,23 @@ fn check_config_prints_the_effective_configuration_with_env_overrides() {
         )
         .output()
         .unwrap();
-    // PostgreSQL is not supported yet: refused with the key named, password never shown.
+    // A PostgreSQL URL is accepted and shown with its password redacted.
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains("db.example/leads"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+
+    // Another scheme is refused with the key named, password never shown.
+    let out = bin()
+        .arg("--config")
+        .arg(&env.config)
+        .arg("check-config")
+        .env(
+            "LEADMAIL__DATABASE__URL",
+            "mysql://lead:hunter2@db.example/leads",
+        )
+        .output()
+        .unwrap();
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -430,6 +446,9 @@ fn quarantined_messages_are_listed_and_replayed_after_a_fix() {
 #[cfg(unix)]
 #[test]
 fn the_database_is_readable_by_its_owner_only() {
+    if !common::on_sqlite() {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     env.ok(&["migrate"]);

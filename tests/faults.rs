@@ -155,6 +155,9 @@ fn imap_faults_are_survived_without_loss_or_duplicates() {
 /// fills through `/proc/<pid>/root`.
 #[test]
 fn a_full_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
+    if !common::on_sqlite() {
+        return;
+    }
     let stack = MailStack::start(&[LEADS], false);
     let env = Env::with_config(&brokerage(
         &stack.imap_config(LEADS, "  poll_interval = \"1s\""),

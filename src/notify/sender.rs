@@ -29,6 +29,12 @@ pub enum NotifyError {
 /// Longest wait between retries of one notification.
 const MAX_RETRY: Duration = Duration::from_secs(30 * 60);
 
+/// How long a notification being sent is withheld from every other sender
+/// (several `leadmail run` share one outbox). Far longer than one SMTP
+/// transaction may take (30 s per command); when the sending instance dies,
+/// another sends the notification after this much time.
+const SEND_CLAIM: Duration = Duration::from_secs(5 * 60);
+
 pub struct Sender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -95,6 +101,10 @@ impl Sender {
             }
             let mut progressed = false;
             for n in due {
+                if !self.store.claim_notification(n.id, SEND_CLAIM).await? {
+                    // Another instance is sending it.
+                    continue;
+                }
                 match self.send(&n).await {
                     Ok(()) => {
                         self.count(true);

@@ -28,7 +28,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let at = now();
         let current =
-            sqlx::query("SELECT holder, expires_at FROM inbox_leases WHERE brokerage_id = ?1")
+            sqlx::query("SELECT holder, expires_at FROM inbox_leases WHERE brokerage_id = $1")
                 .bind(brokerage_id)
                 .fetch_optional(&mut *tx.tx)
                 .await?;
@@ -45,10 +45,10 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO inbox_leases (brokerage_id, holder, acquired_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (brokerage_id) DO UPDATE SET holder = excluded.holder,
                expires_at = excluded.expires_at,
-               acquired_at = CASE WHEN ?5 THEN inbox_leases.acquired_at ELSE excluded.acquired_at END",
+               acquired_at = CASE WHEN $5 THEN inbox_leases.acquired_at ELSE excluded.acquired_at END",
         )
         .bind(brokerage_id)
         .bind(holder)
@@ -63,7 +63,7 @@ impl Store {
 
     /// Gives the lease up (clean shutdown), so that another instance need not wait.
     pub async fn release_lease(&self, brokerage_id: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM inbox_leases WHERE brokerage_id = ?1 AND holder = ?2")
+        sqlx::query("DELETE FROM inbox_leases WHERE brokerage_id = $1 AND holder = $2")
             .bind(brokerage_id)
             .bind(holder)
             .execute(&self.pool)
@@ -75,7 +75,7 @@ impl Store {
     pub async fn lease(&self, brokerage_id: &str) -> Result<Option<Lease>> {
         let row = sqlx::query(
             "SELECT holder, acquired_at, expires_at FROM inbox_leases
-             WHERE brokerage_id = ?1 AND expires_at > ?2",
+             WHERE brokerage_id = $1 AND expires_at > $2",
         )
         .bind(brokerage_id)
         .bind(now())

@@ -13,8 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::BrokerageConfig;
 use crate::route::Halt;
@@ -24,7 +25,49 @@ mod offers;
 pub use leases::Lease;
 pub use offers::{AwayRow, OfferRow, OfferedLead};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database behind a [`Store`], chosen by the URL's scheme. The SQL is
+/// written once, in the dialect both understand (`$N` parameters,
+/// `ON CONFLICT`, `RETURNING`); what differs between them lives in this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        let scheme = url.split_once(':')?.0;
+        match scheme {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        }
+    }
+
+    /// Opens a write transaction that excludes every other writer until it
+    /// ends, on every instance sharing the database: SQLite takes its write
+    /// lock at once (no lock upgrade, so no deadlock between writers);
+    /// PostgreSQL takes one transaction-scoped advisory lock. Writers are
+    /// therefore serialized exactly alike on both, which is what keeps the
+    /// dedupe check, the round-robin cursor and an offer's accept race
+    /// correct across instances without per-query locking.
+    fn begin_sql(self) -> &'static [&'static str] {
+        match self {
+            Backend::Sqlite => &["BEGIN IMMEDIATE"],
+            Backend::Postgres => &["BEGIN", "SELECT pg_advisory_xact_lock(7242186813)"],
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +92,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 /// A message about to be recorded.
@@ -148,24 +192,66 @@ fn format_time(t: time::OffsetDateTime) -> String {
 impl Store {
     /// Opens (creating when missing) the database at `url` and applies migrations.
     pub async fn open(url: &str) -> Result<Store> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Url(e.to_string()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let file = options.get_filename().to_path_buf();
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir)?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        restrict_to_owner(&file);
-        Ok(Store { pool })
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url).ok_or_else(|| {
+            StoreError::Url("expected sqlite://PATH or postgres://...".to_string())
+        })?;
+        let store = match backend {
+            Backend::Sqlite => {
+                let file = SqliteConnectOptions::from_str(url)
+                    .map_err(|e| StoreError::Url(e.to_string()))?
+                    .get_filename()
+                    .to_path_buf();
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    create_private_dir(dir)?;
+                }
+                let url = match url.contains("mode=") {
+                    true => url.to_string(),
+                    false if url.contains('?') => format!("{url}&mode=rwc"),
+                    false => format!("{url}?mode=rwc"),
+                };
+                let pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    // Commits are durable before anything is acknowledged
+                    // upstream; a writer waits for another rather than fail.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?;
+                let store = Store { pool, backend };
+                store.migrate().await?;
+                restrict_to_owner(&file);
+                store
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?;
+                let store = Store { pool, backend };
+                store.migrate().await?;
+                store
+            }
+        };
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.backend.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Mirrors the configured brokerages and agents into the database.
@@ -176,7 +262,7 @@ impl Store {
         let at = now();
         for b in brokerages {
             sqlx::query(
-                "INSERT INTO brokerages (id, name, updated_at) VALUES (?1, ?2, ?3)
+                "INSERT INTO brokerages (id, name, updated_at) VALUES ($1, $2, $3)
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
             )
             .bind(&b.id)
@@ -184,14 +270,14 @@ impl Store {
             .bind(&at)
             .execute(&mut *tx.tx)
             .await?;
-            sqlx::query("UPDATE agents SET active = 0 WHERE brokerage_id = ?1")
+            sqlx::query("UPDATE agents SET active = 0 WHERE brokerage_id = $1")
                 .bind(&b.id)
                 .execute(&mut *tx.tx)
                 .await?;
             for a in &b.agents {
                 sqlx::query(
                     "INSERT INTO agents (brokerage_id, id, name, role, emails, active)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                     VALUES ($1, $2, $3, $4, $5, 1)
                      ON CONFLICT (brokerage_id, id) DO UPDATE SET
                        name = excluded.name, role = excluded.role,
                        emails = excluded.emails, active = 1",
@@ -209,11 +295,13 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction that holds the database's write lock from
-    /// its first statement (no lock upgrade, so no deadlock between writers).
+    /// Starts a write transaction that excludes every other writer (see
+    /// [`Backend::begin_sql`]).
     pub async fn begin(&self) -> Result<StoreTx> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        for sql in self.backend.begin_sql() {
+            sqlx::query(sql).execute(&mut *conn).await?;
+        }
         Ok(StoreTx {
             tx: conn,
             committed: false,
@@ -222,7 +310,7 @@ impl Store {
 
     pub async fn list_leads(&self, brokerage: Option<&str>) -> Result<Vec<LeadRecord>> {
         let rows = sqlx::query(&format!(
-            "{LEAD_SELECT} WHERE (?1 IS NULL OR l.brokerage_id = ?1) ORDER BY l.id"
+            "{LEAD_SELECT} WHERE ($1 IS NULL OR l.brokerage_id = $1) ORDER BY l.id"
         ))
         .bind(brokerage)
         .fetch_all(&self.pool)
@@ -231,7 +319,7 @@ impl Store {
     }
 
     pub async fn lead(&self, id: i64) -> Result<Option<LeadRecord>> {
-        let row = sqlx::query(&format!("{LEAD_SELECT} WHERE l.id = ?1"))
+        let row = sqlx::query(&format!("{LEAD_SELECT} WHERE l.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -240,7 +328,7 @@ impl Store {
 
     /// The routing decision stored with a lead, as recorded.
     pub async fn lead_trace(&self, id: i64) -> Result<Option<serde_json::Value>> {
-        let trace: Option<String> = sqlx::query_scalar("SELECT trace FROM leads WHERE id = ?1")
+        let trace: Option<String> = sqlx::query_scalar("SELECT trace FROM leads WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -253,7 +341,7 @@ impl Store {
     pub async fn lead_history(&self, id: i64) -> Result<Vec<LeadEvent>> {
         Ok(sqlx::query_as(
             "SELECT at, kind, actor, from_agent, to_agent, note FROM lead_events
-             WHERE lead_id = ?1 ORDER BY id",
+             WHERE lead_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -280,7 +368,7 @@ impl Store {
 const LEAD_SELECT: &str =
     "SELECT l.*, m.message_id AS mid FROM leads l JOIN messages m ON m.id = l.message_row";
 
-fn lead_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord> {
+fn lead_from_row(r: &sqlx::any::AnyRow) -> Result<LeadRecord> {
     let hint_name: Option<String> = r.try_get("agent_hint_name")?;
     let hint_email: Option<String> = r.try_get("agent_hint_email")?;
     Ok(LeadRecord {
@@ -333,7 +421,7 @@ fn lead_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<LeadRecord> {
 /// recovers. A transaction that does not commit instead closes its
 /// connection (closing rolls back), and the pool opens a fresh one.
 pub struct StoreTx {
-    tx: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    tx: sqlx::pool::PoolConnection<sqlx::Any>,
     committed: bool,
 }
 
@@ -355,7 +443,7 @@ impl StoreTx {
         let row = sqlx::query(
             "SELECT m.id, m.outcome, COALESCE(l.id, m.lead_id) AS lead_id FROM messages m
              LEFT JOIN leads l ON l.message_row = m.id
-             WHERE m.brokerage_key = ?1 AND m.dedupe_key = ?2",
+             WHERE m.brokerage_key = $1 AND m.dedupe_key = $2",
         )
         .bind(brokerage_key)
         .bind(dedupe_key)
@@ -376,7 +464,7 @@ impl StoreTx {
         let id = sqlx::query_scalar(
             "INSERT INTO messages (brokerage_key, dedupe_key, sha256, message_id, origin,
                                    received_at, outcome, reason, raw, lead_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(m.brokerage_key)
         .bind(m.dedupe_key)
@@ -403,7 +491,7 @@ impl StoreTx {
         lead_id: Option<i64>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE messages SET brokerage_key = ?2, outcome = ?3, reason = ?4, lead_id = ?5 WHERE id = ?1",
+            "UPDATE messages SET brokerage_key = $2, outcome = $3, reason = $4, lead_id = $5 WHERE id = $1",
         )
         .bind(id)
         .bind(brokerage_key)
@@ -422,7 +510,7 @@ impl StoreTx {
 
     /// A lead's current owner and assigned user.
     pub async fn lead_agents(&mut self, lead_id: i64) -> Result<(String, String)> {
-        let r = sqlx::query("SELECT owner_id, user_id FROM leads WHERE id = ?1")
+        let r = sqlx::query("SELECT owner_id, user_id FROM leads WHERE id = $1")
             .bind(lead_id)
             .fetch_one(&mut *self.tx)
             .await?;
@@ -447,9 +535,9 @@ impl StoreTx {
         address_key: Option<&str>,
     ) -> Result<Option<String>> {
         let agent = sqlx::query_scalar(
-            "SELECT agent_id FROM listings WHERE brokerage_id = ?1
-               AND ((?2 IS NOT NULL AND mls_number = ?2) OR (?3 IS NOT NULL AND address_key = ?3))
-             ORDER BY (mls_number = ?2) DESC, id DESC LIMIT 1",
+            "SELECT agent_id FROM listings WHERE brokerage_id = $1
+               AND (($2 IS NOT NULL AND mls_number = $2) OR ($3 IS NOT NULL AND address_key = $3))
+             ORDER BY (mls_number = $2) DESC, id DESC LIMIT 1",
         )
         .bind(brokerage_id)
         .bind(mls_number.map(str::to_ascii_uppercase))
@@ -468,10 +556,10 @@ impl StoreTx {
         since: &str,
     ) -> Result<Option<i64>> {
         let id = sqlx::query_scalar(
-            "SELECT id FROM leads WHERE brokerage_id = ?1 AND created_at >= ?2
-               AND ((?3 IS NOT NULL AND contact_email = ?3)
-                 OR (?4 IS NOT NULL AND ?5 IS NOT NULL AND contact_phone = ?4
-                     AND lower(contact_name) = lower(?5)))
+            "SELECT id FROM leads WHERE brokerage_id = $1 AND created_at >= $2
+               AND (($3 IS NOT NULL AND contact_email = $3)
+                 OR ($4 IS NOT NULL AND $5 IS NOT NULL AND contact_phone = $4
+                     AND lower(contact_name) = lower($5)))
              ORDER BY id DESC LIMIT 1",
         )
         .bind(brokerage_id)
@@ -491,7 +579,7 @@ impl StoreTx {
         position: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO round_robin_cursors (brokerage_id, pool, position) VALUES (?1, ?2, ?3)
+            "INSERT INTO round_robin_cursors (brokerage_id, pool, position) VALUES ($1, $2, $3)
              ON CONFLICT (brokerage_id, pool) DO UPDATE SET position = excluded.position",
         )
         .bind(brokerage_id)
@@ -514,8 +602,8 @@ impl StoreTx {
                 mls_number, price, property_url, message, forwarded_by, agent_hint_name,
                 agent_hint_email, subject, trace, created_at, unassigned, status, offer_plan,
                 referral_fee_percent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
              RETURNING id",
         )
         .bind(new.brokerage_id)
@@ -541,7 +629,7 @@ impl StoreTx {
         .bind(&l.subject)
         .bind(serde_json::to_string(d)?)
         .bind(&at)
-        .bind(d.unassigned)
+        .bind(i64::from(d.unassigned))
         .bind(if d.offer.is_some() {
             "offered"
         } else {
@@ -594,7 +682,7 @@ impl StoreTx {
 
 #[allow(clippy::too_many_arguments)]
 async fn add_event(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     lead_id: i64,
     at: &str,
     kind: &str,
@@ -605,7 +693,7 @@ async fn add_event(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO lead_events (lead_id, at, kind, actor, from_agent, to_agent, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(lead_id)
     .bind(at)
@@ -620,11 +708,11 @@ async fn add_event(
 }
 
 async fn cursors(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     brokerage_id: &str,
 ) -> Result<HashMap<String, i64>> {
     let rows =
-        sqlx::query("SELECT pool, position FROM round_robin_cursors WHERE brokerage_id = ?1")
+        sqlx::query("SELECT pool, position FROM round_robin_cursors WHERE brokerage_id = $1")
             .bind(brokerage_id)
             .fetch_all(conn)
             .await?;
@@ -634,13 +722,13 @@ async fn cursors(
 }
 
 async fn active_halts(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     brokerage_id: &str,
     now: &str,
 ) -> Result<Vec<Halt>> {
     let rows = sqlx::query(
         "SELECT agent_id, reason, until, by_agent FROM halts
-         WHERE brokerage_id = ?1 AND ended_at IS NULL AND (until IS NULL OR until > ?2)
+         WHERE brokerage_id = $1 AND ended_at IS NULL AND (until IS NULL OR until > $2)
          ORDER BY id",
     )
     .bind(brokerage_id)
@@ -694,8 +782,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let at = now();
         sqlx::query(
-            "UPDATE halts SET ended_at = ?3, ended_by = ?4
-             WHERE brokerage_id = ?1 AND agent_id = ?2 AND ended_at IS NULL",
+            "UPDATE halts SET ended_at = $3, ended_by = $4
+             WHERE brokerage_id = $1 AND agent_id = $2 AND ended_at IS NULL",
         )
         .bind(brokerage_id)
         .bind(agent_id)
@@ -705,7 +793,7 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO halts (brokerage_id, agent_id, reason, until, by_agent, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(brokerage_id)
         .bind(agent_id)
@@ -723,9 +811,9 @@ impl Store {
     pub async fn resume(&self, brokerage_id: &str, agent_id: &str, by: &str) -> Result<bool> {
         let at = now();
         let done = sqlx::query(
-            "UPDATE halts SET ended_at = ?3, ended_by = ?4
-             WHERE brokerage_id = ?1 AND agent_id = ?2 AND ended_at IS NULL
-               AND (until IS NULL OR until > ?3)",
+            "UPDATE halts SET ended_at = $3, ended_by = $4
+             WHERE brokerage_id = $1 AND agent_id = $2 AND ended_at IS NULL
+               AND (until IS NULL OR until > $3)",
         )
         .bind(brokerage_id)
         .bind(agent_id)
@@ -751,12 +839,12 @@ impl Store {
             Assignee::Owner => ("owner_id", "owner_changed"),
             Assignee::User => ("user_id", "user_changed"),
         };
-        let from: String = sqlx::query_scalar(&format!("SELECT {column} FROM leads WHERE id = ?1"))
+        let from: String = sqlx::query_scalar(&format!("SELECT {column} FROM leads WHERE id = $1"))
             .bind(lead_id)
             .fetch_one(&mut *tx.tx)
             .await?;
         sqlx::query(&format!(
-            "UPDATE leads SET {column} = ?2, unassigned = 0 WHERE id = ?1"
+            "UPDATE leads SET {column} = $2, unassigned = 0 WHERE id = $1"
         ))
         .bind(lead_id)
         .bind(to)
@@ -780,7 +868,7 @@ impl Store {
     /// Replaces a brokerage's imported listings with `rows`.
     pub async fn import_listings(&self, brokerage_id: &str, rows: &[ListingRow]) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM listings WHERE brokerage_id = ?1")
+        sqlx::query("DELETE FROM listings WHERE brokerage_id = $1")
             .bind(brokerage_id)
             .execute(&mut *tx.tx)
             .await?;
@@ -788,7 +876,7 @@ impl Store {
         for r in rows {
             sqlx::query(
                 "INSERT INTO listings (brokerage_id, mls_number, address, address_key, agent_id, imported_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(brokerage_id)
             .bind(r.mls_number.as_deref().map(str::to_ascii_uppercase))
@@ -858,7 +946,7 @@ impl Store {
     pub async fn record_inbox(&self, brokerage_id: &str, e: &InboxEvent<'_>) -> Result<()> {
         let at = now();
         sqlx::query(
-            "INSERT INTO inbox_status (brokerage_id, updated_at) VALUES (?1, ?2)
+            "INSERT INTO inbox_status (brokerage_id, updated_at) VALUES ($1, $2)
              ON CONFLICT (brokerage_id) DO NOTHING",
         )
         .bind(brokerage_id)
@@ -867,17 +955,17 @@ impl Store {
         .await?;
         sqlx::query(
             "UPDATE inbox_status SET
-               connected = COALESCE(?2, connected),
-               last_success = CASE WHEN ?3 THEN ?7 ELSE last_success END,
-               processed = processed + ?4,
-               oldest_waiting = CASE WHEN ?5 THEN ?6 ELSE oldest_waiting END,
-               last_error = COALESCE(?8, last_error),
-               last_error_at = CASE WHEN ?8 IS NOT NULL THEN ?7 ELSE last_error_at END,
-               updated_at = ?7
-             WHERE brokerage_id = ?1",
+               connected = COALESCE($2, connected),
+               last_success = CASE WHEN $3 THEN $7 ELSE last_success END,
+               processed = processed + $4,
+               oldest_waiting = CASE WHEN $5 THEN $6 ELSE oldest_waiting END,
+               last_error = COALESCE($8, last_error),
+               last_error_at = CASE WHEN $8 IS NOT NULL THEN $7 ELSE last_error_at END,
+               updated_at = $7
+             WHERE brokerage_id = $1",
         )
         .bind(brokerage_id)
-        .bind(e.connected)
+        .bind(e.connected.map(i64::from))
         .bind(e.success)
         .bind(e.processed)
         .bind(e.oldest_waiting.is_some())
@@ -893,12 +981,12 @@ impl Store {
     pub async fn inbox_statuses(&self, brokerages: &[String]) -> Result<Vec<InboxStatus>> {
         let mut out = Vec::new();
         for b in brokerages {
-            let row = sqlx::query("SELECT * FROM inbox_status WHERE brokerage_id = ?1")
+            let row = sqlx::query("SELECT * FROM inbox_status WHERE brokerage_id = $1")
                 .bind(b)
                 .fetch_optional(&self.pool)
                 .await?;
             let quarantined: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM messages WHERE brokerage_key = ?1 AND outcome = 'quarantined'",
+                "SELECT COUNT(*) FROM messages WHERE brokerage_key = $1 AND outcome = 'quarantined'",
             )
             .bind(b)
             .fetch_one(&self.pool)
@@ -960,7 +1048,7 @@ impl Store {
 
     pub async fn stored_message(&self, id: i64) -> Result<Option<StoredMessage>> {
         Ok(sqlx::query_as(
-            "SELECT id, brokerage_key, origin, outcome, raw FROM messages WHERE id = ?1",
+            "SELECT id, brokerage_key, origin, outcome, raw FROM messages WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -1008,14 +1096,14 @@ pub struct OutboxStatus {
 }
 
 async fn insert_notification(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     n: &NewNotification,
 ) -> Result<bool> {
     let at = now();
     let done = sqlx::query(
         "INSERT INTO notifications (brokerage_id, lead_id, kind, agent_id, recipient, reply_to,
             subject, body_text, body_html, message_id, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
          ON CONFLICT (message_id) DO NOTHING",
     )
     .bind(&n.brokerage_id)
@@ -1046,8 +1134,8 @@ impl Store {
         let rows = sqlx::query_as(
             "SELECT id, recipient, reply_to, subject, body_text, body_html, message_id, lead_id,
                     kind, attempts
-             FROM notifications WHERE status = 'pending' AND next_attempt_at <= ?1
-             ORDER BY id LIMIT ?2",
+             FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1
+             ORDER BY id LIMIT $2",
         )
         .bind(now())
         .bind(limit)
@@ -1056,8 +1144,25 @@ impl Store {
         Ok(rows)
     }
 
+    /// Takes a due notification for this sender by moving its next attempt
+    /// `claim` ahead; false when another sender took it first. One
+    /// conditional update of one row, so exactly one of several instances
+    /// wins on either backend.
+    pub async fn claim_notification(&self, id: i64, claim: Duration) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE notifications SET next_attempt_at = $2
+             WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $3",
+        )
+        .bind(id)
+        .bind(time_after(claim))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn mark_sent(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE notifications SET status = 'sent', sent_at = ?2, attempts = attempts + 1 WHERE id = ?1")
+        sqlx::query("UPDATE notifications SET status = 'sent', sent_at = $2, attempts = attempts + 1 WHERE id = $1")
             .bind(id)
             .bind(now())
             .execute(&self.pool)
@@ -1073,10 +1178,10 @@ impl Store {
         retry_at: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE notifications SET attempts = attempts + 1, last_error = ?2,
-               status = CASE WHEN ?3 IS NULL THEN 'failed' ELSE 'pending' END,
-               next_attempt_at = COALESCE(?3, next_attempt_at)
-             WHERE id = ?1",
+            "UPDATE notifications SET attempts = attempts + 1, last_error = $2,
+               status = CASE WHEN $3 IS NULL THEN 'failed' ELSE 'pending' END,
+               next_attempt_at = COALESCE($3, next_attempt_at)
+             WHERE id = $1",
         )
         .bind(id)
         .bind(error)
@@ -1097,7 +1202,7 @@ impl Store {
 
     pub async fn outbox_status(&self) -> Result<OutboxStatus> {
         let count = |status: &'static str| {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE status = ?1")
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE status = $1")
                 .bind(status)
                 .fetch_one(&self.pool)
         };
@@ -1120,7 +1225,7 @@ impl Store {
         after_row: i64,
     ) -> Result<Vec<(i64, Option<String>)>> {
         let rows = sqlx::query(
-            "SELECT id, reason FROM messages WHERE brokerage_key = ?1 AND outcome = 'quarantined' AND id > ?2 ORDER BY id",
+            "SELECT id, reason FROM messages WHERE brokerage_key = $1 AND outcome = 'quarantined' AND id > $2 ORDER BY id",
         )
         .bind(brokerage_id)
         .bind(after_row)
@@ -1134,7 +1239,7 @@ impl Store {
     /// Where a brokerage's digest got to: (last message row, last sent at).
     pub async fn digest_state(&self, brokerage_id: &str) -> Result<Option<(i64, String)>> {
         let row = sqlx::query(
-            "SELECT last_message_row, last_sent_at FROM quarantine_digests WHERE brokerage_id = ?1",
+            "SELECT last_message_row, last_sent_at FROM quarantine_digests WHERE brokerage_id = $1",
         )
         .bind(brokerage_id)
         .fetch_optional(&self.pool)
@@ -1155,7 +1260,7 @@ impl Store {
             insert_notification(&mut tx.tx, n).await?;
         }
         sqlx::query(
-            "INSERT INTO quarantine_digests (brokerage_id, last_message_row, last_sent_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO quarantine_digests (brokerage_id, last_message_row, last_sent_at) VALUES ($1, $2, $3)
              ON CONFLICT (brokerage_id) DO UPDATE SET last_message_row = excluded.last_message_row,
                last_sent_at = excluded.last_sent_at",
         )

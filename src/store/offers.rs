@@ -59,7 +59,7 @@ const OFFER_ROW_SELECT: &str = "SELECT o.id, o.lead_id, o.brokerage_id, o.agent_
         o.offered_at, o.deadline, o.decided_at, l.source, l.property_address, l.offer_plan
      FROM offers o JOIN leads l ON l.id = o.lead_id";
 
-fn offer_row(r: &sqlx::sqlite::SqliteRow) -> Result<OfferRow> {
+fn offer_row(r: &sqlx::any::AnyRow) -> Result<OfferRow> {
     let plan: Option<String> = r.try_get("offer_plan")?;
     let plan: Option<OfferPlan> = plan.and_then(|p| serde_json::from_str(&p).ok());
     Ok(OfferRow {
@@ -83,7 +83,7 @@ impl StoreTx {
     pub async fn offered_lead(&mut self, lead_id: i64) -> Result<Option<OfferedLead>> {
         let Some(row) = sqlx::query(
             "SELECT id, brokerage_id, message_row, status, offer_plan, created_at
-             FROM leads WHERE id = ?1 AND offer_plan IS NOT NULL",
+             FROM leads WHERE id = $1 AND offer_plan IS NOT NULL",
         )
         .bind(lead_id)
         .fetch_optional(&mut *self.tx)
@@ -94,7 +94,7 @@ impl StoreTx {
         let plan: String = row.try_get("offer_plan")?;
         let plan: OfferPlan = serde_json::from_str(&plan)?;
         let offers = sqlx::query(
-            "SELECT id, agent_id, state, deadline FROM offers WHERE lead_id = ?1 ORDER BY id",
+            "SELECT id, agent_id, state, deadline FROM offers WHERE lead_id = $1 ORDER BY id",
         )
         .bind(lead_id)
         .fetch_all(&mut *self.tx)
@@ -131,7 +131,7 @@ impl StoreTx {
         let at = now();
         let id = sqlx::query_scalar(
             "INSERT INTO offers (lead_id, brokerage_id, agent_id, offered_at, deadline)
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(lead_id)
         .bind(brokerage_id)
@@ -163,8 +163,8 @@ impl StoreTx {
     ) -> Result<()> {
         let at = now();
         let agent: String = sqlx::query_scalar(
-            "UPDATE offers SET state = ?2, decided_at = ?3, decided_by = ?4
-             WHERE id = ?1 AND state = 'open' RETURNING agent_id",
+            "UPDATE offers SET state = $2, decided_at = $3, decided_by = $4
+             WHERE id = $1 AND state = 'open' RETURNING agent_id",
         )
         .bind(offer_id)
         .bind(state.as_str())
@@ -199,9 +199,9 @@ impl StoreTx {
     ) -> Result<()> {
         let at = now();
         sqlx::query(
-            "UPDATE leads SET status = 'assigned', owner_id = ?2, user_id = ?2,
-                referral_fee_percent = ?3
-             WHERE id = ?1",
+            "UPDATE leads SET status = 'assigned', owner_id = $2, user_id = $2,
+                referral_fee_percent = $3
+             WHERE id = $1",
         )
         .bind(lead_id)
         .bind(agent_id)
@@ -228,10 +228,10 @@ impl StoreTx {
         d: &crate::route::RoutingDecision,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE leads SET kind = ?2, owner_id = ?3, user_id = ?4, rule = ?5, reason = ?6,
-                trace = ?7, status = ?8, offer_plan = COALESCE(?9, offer_plan),
+            "UPDATE leads SET kind = $2, owner_id = $3, user_id = $4, rule = $5, reason = $6,
+                trace = $7, status = $8, offer_plan = COALESCE($9, offer_plan),
                 referral_fee_percent = NULL
-             WHERE id = ?1",
+             WHERE id = $1",
         )
         .bind(lead_id)
         .bind(d.kind.as_str())
@@ -263,13 +263,13 @@ impl StoreTx {
 }
 
 async fn active_aways(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     brokerage_id: &str,
     now: &str,
 ) -> Result<Vec<Away>> {
     sqlx::query(
         "SELECT agent_id, delegate, until, by FROM aways
-         WHERE brokerage_id = ?1 AND (until IS NULL OR until > ?2)",
+         WHERE brokerage_id = $1 AND (until IS NULL OR until > $2)",
     )
     .bind(brokerage_id)
     .bind(now)
@@ -291,7 +291,7 @@ impl Store {
     /// Leads with an open offer whose deadline is at or before `now`.
     pub async fn leads_with_due_offers(&self, now: &str) -> Result<Vec<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT lead_id FROM offers WHERE state = 'open' AND deadline <= ?1
+            "SELECT DISTINCT lead_id FROM offers WHERE state = 'open' AND deadline <= $1
              ORDER BY lead_id",
         )
         .bind(now)
@@ -309,7 +309,7 @@ impl Store {
     }
 
     pub async fn offer(&self, id: i64) -> Result<Option<OfferRow>> {
-        sqlx::query(&format!("{OFFER_ROW_SELECT} WHERE o.id = ?1"))
+        sqlx::query(&format!("{OFFER_ROW_SELECT} WHERE o.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -326,8 +326,8 @@ impl Store {
         open_only: bool,
     ) -> Result<Vec<OfferRow>> {
         sqlx::query(&format!(
-            "{OFFER_ROW_SELECT} WHERE (?1 IS NULL OR o.brokerage_id = ?1)
-               AND (?2 IS NULL OR o.agent_id = ?2) AND (?3 = 0 OR o.state = 'open')
+            "{OFFER_ROW_SELECT} WHERE ($1 IS NULL OR o.brokerage_id = $1)
+               AND ($2 IS NULL OR o.agent_id = $2) AND ($3 = 0 OR o.state = 'open')
              ORDER BY o.id DESC"
         ))
         .bind(brokerage)
@@ -350,7 +350,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO aways (brokerage_id, agent_id, delegate, until, since, by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (brokerage_id, agent_id) DO UPDATE SET
                delegate = excluded.delegate, until = excluded.until,
                since = excluded.since, by = excluded.by",
@@ -368,7 +368,7 @@ impl Store {
 
     /// Ends an out-of-office; `false` when the agent was not away.
     pub async fn set_back(&self, brokerage_id: &str, agent_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM aways WHERE brokerage_id = ?1 AND agent_id = ?2")
+        let done = sqlx::query("DELETE FROM aways WHERE brokerage_id = $1 AND agent_id = $2")
             .bind(brokerage_id)
             .bind(agent_id)
             .execute(&self.pool)
@@ -392,7 +392,7 @@ impl Store {
         since: &str,
     ) -> Result<Vec<(String, String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT source, user_id, status FROM leads WHERE brokerage_id = ?1 AND created_at >= ?2",
+            "SELECT source, user_id, status FROM leads WHERE brokerage_id = $1 AND created_at >= $2",
         )
         .bind(brokerage_id)
         .bind(since)
@@ -404,7 +404,7 @@ impl Store {
     pub async fn accepted_offer_times(&self, brokerage_id: &str) -> Result<Vec<(String, String)>> {
         Ok(sqlx::query_as(
             "SELECT offered_at, decided_at FROM offers
-             WHERE brokerage_id = ?1 AND state = 'accepted' AND decided_at IS NOT NULL",
+             WHERE brokerage_id = $1 AND state = 'accepted' AND decided_at IS NOT NULL",
         )
         .bind(brokerage_id)
         .fetch_all(&self.pool)

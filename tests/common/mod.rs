@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests: the `leadmail` binary run against
-//! a configuration and a fresh SQLite file in a temporary directory.
+//! a configuration and a fresh database in a temporary directory: a SQLite
+//! file, or with `LEADMAIL_TEST_DATABASE=postgres` a private PostgreSQL
+//! cluster of the test's own (scripts/test.sh runs the suites both ways).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -17,10 +19,36 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The database backend the tests run against (`LEADMAIL_TEST_DATABASE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend() -> TestBackend {
+    match std::env::var("LEADMAIL_TEST_DATABASE").as_deref() {
+        Ok("postgres") => TestBackend::Postgres,
+        Ok("sqlite") | Err(_) => TestBackend::Sqlite,
+        Ok(other) => panic!("LEADMAIL_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
+/// For tests of SQLite itself (its file, its disk): whether to run them.
+pub fn on_sqlite() -> bool {
+    let yes = backend() == TestBackend::Sqlite;
+    if !yes {
+        eprintln!("skipped: this test is about the SQLite backend");
+    }
+    yes
+}
+
 /// A temporary directory holding the demo configuration with its database moved inside.
 pub struct Env {
-    pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The private PostgreSQL cluster, when the tests run on PostgreSQL.
+    pub pg: Option<postgres::PgCluster>,
+    pub dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -32,8 +60,14 @@ impl Env {
     /// `config_text` with its database moved into the temporary directory.
     pub fn with_config(config_text: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db/leads.db");
-        let url = format!("url = \"sqlite://{}\"", db.display());
+        let pg = (backend() == TestBackend::Postgres).then(postgres::PgCluster::start);
+        let url = match &pg {
+            Some(pg) => format!("url = \"{}\"", pg.url()),
+            None => format!(
+                "url = \"sqlite://{}\"",
+                dir.path().join("db/leads.db").display()
+            ),
+        };
         let text = if config_text.contains("url = \"sqlite://data/leadmail.db\"") {
             config_text.replace("url = \"sqlite://data/leadmail.db\"", &url)
         } else {
@@ -45,7 +79,7 @@ impl Env {
         };
         let config = dir.path().join("leadmail.toml");
         std::fs::write(&config, text).unwrap();
-        Env { dir, config }
+        Env { config, pg, dir }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -129,6 +163,7 @@ impl Env {
 }
 pub mod faultproxy;
 pub mod mailstack;
+pub mod postgres;
 
 /// A plain HTTP/1.1 GET on loopback: the status and the body, or None when
 /// nothing answers.
