@@ -60,10 +60,19 @@ pub struct DaemonConfig {
     pub lease: std::time::Duration,
     /// This instance's name in leases and `leadmail status` (default: host:pid).
     pub instance: Option<String>,
+    /// How long a notification being sent is held by its sender, so that
+    /// no other instance sends it too; when the sender dies mid-send,
+    /// another sends it after this.
+    #[serde(default = "default_send_claim", with = "duration_text")]
+    pub send_claim: std::time::Duration,
 }
 
 const fn default_lease() -> std::time::Duration {
     std::time::Duration::from_secs(30)
+}
+
+pub const fn default_send_claim() -> std::time::Duration {
+    std::time::Duration::from_secs(120)
 }
 
 impl Default for DaemonConfig {
@@ -71,6 +80,7 @@ impl Default for DaemonConfig {
         DaemonConfig {
             lease: default_lease(),
             instance: None,
+            send_claim: default_send_claim(),
         }
     }
 }
@@ -1116,7 +1126,10 @@ default_owner = "amy"
             url: "sqlite://data/x.db".to_string(),
             ..db
         };
-        assert!(sqlite.connect_url().is_err(), "a password for SQLite is a mistake");
+        assert!(
+            sqlite.connect_url().is_err(),
+            "a password for SQLite is a mistake"
+        );
         assert_eq!(
             DatabaseConfig::default().connect_url().unwrap(),
             "sqlite://data/leadmail.db"

@@ -78,13 +78,7 @@ pub async fn run(
         .filter_map(|b| b.imap.clone().map(|i| (b.clone(), i)))
         .collect();
     let count = inboxes.len();
-    let instance = Arc::new(
-        config
-            .daemon
-            .instance
-            .clone()
-            .unwrap_or_else(default_instance),
-    );
+    let instance = Arc::new(crate::instance::name(&config.daemon));
     let ttl = config.daemon.lease.max(Duration::from_secs(1));
     let tasks: Vec<_> = inboxes
         .into_iter()
@@ -112,14 +106,6 @@ pub async fn run(
         }
     }
     Ok(report)
-}
-
-/// This process's name in leases: host and pid.
-fn default_instance() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string());
-    format!("{host}:{}", std::process::id())
 }
 
 /// This instance's hold on one inbox: renewed in the background; `held()`
@@ -160,7 +146,7 @@ impl LeaseGuard {
                         Ok(Some(l)) => l.holder,
                         _ => "another instance".to_string(),
                     };
-                    if exited_here(&holder) {
+                    if crate::instance::exited_here(&holder) {
                         // A crashed instance on this host: no need to wait out its lease.
                         dead = Some(holder);
                         continue;
@@ -246,27 +232,6 @@ impl LeaseGuard {
         {
             tracing::warn!(message = "Cannot release the inbox lease.", brokerage = %id, error = %e);
         }
-    }
-}
-
-/// Whether `holder` names a leadmail process of this host (the default
-/// "host:pid" instance name) that no longer runs.
-fn exited_here(holder: &str) -> bool {
-    let Some((host, pid)) = holder.rsplit_once(':') else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    let this = default_instance();
-    let this_host = this.rsplit_once(':').map_or("", |(h, _)| h);
-    if host != this_host || pid == std::process::id() {
-        return false;
-    }
-    // Gone, or the pid now belongs to something that is not leadmail.
-    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(comm) => comm.trim() != "leadmail",
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod instance;
 pub mod lead;
 pub mod metrics;
 pub mod notify;

@@ -362,7 +362,11 @@ fn check_config_prints_the_effective_configuration_with_env_overrides() {
         .unwrap();
     // A PostgreSQL URL is accepted and shown with its password redacted.
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(shown.contains("db.example/leads"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
 

@@ -73,8 +73,17 @@ fn metrics_count_outcomes_and_health_follows_the_inbox() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
+    // Counted at commit; the inbox's success is recorded after the
+    // acknowledgement that follows, so wait for both.
     wait_until("five messages processed", Duration::from_secs(30), || {
-        metrics().is_some_and(|m| processed(&m) == 5.0)
+        metrics().is_some_and(|m| {
+            processed(&m) == 5.0
+                && sample(
+                    &m,
+                    "leadmail_inbox_last_success_timestamp_seconds{brokerage=\"acme\"}",
+                )
+                .is_some()
+        })
     });
     let text = metrics().unwrap();
     let count = |outcome: &str| {

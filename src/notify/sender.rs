@@ -29,17 +29,17 @@ pub enum NotifyError {
 /// Longest wait between retries of one notification.
 const MAX_RETRY: Duration = Duration::from_secs(30 * 60);
 
-/// How long a notification being sent is withheld from every other sender
-/// (several `leadmail run` share one outbox). Far longer than one SMTP
-/// transaction may take (30 s per command); when the sending instance dies,
-/// another sends the notification after this much time.
-const SEND_CLAIM: Duration = Duration::from_secs(5 * 60);
-
 pub struct Sender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     store: Store,
     metrics: Option<Arc<Metrics>>,
+    /// How long a notification being sent is withheld from every other
+    /// sender (several `leadmail run` share one outbox): far longer than
+    /// one SMTP transaction takes.
+    claim: Duration,
+    /// This instance's name on its claims.
+    instance: String,
 }
 
 impl Sender {
@@ -76,7 +76,17 @@ impl Sender {
             from,
             store,
             metrics: None,
+            claim: crate::config::default_send_claim(),
+            instance: crate::instance::name(&crate::config::DaemonConfig::default()),
         })
+    }
+
+    /// Claims a notification being sent for `daemon.send_claim`, in the
+    /// name of `daemon.instance`.
+    pub fn for_instance(mut self, daemon: &crate::config::DaemonConfig) -> Sender {
+        self.claim = daemon.send_claim;
+        self.instance = crate::instance::name(daemon);
+        self
     }
 
     /// Counts deliveries in the daemon's metrics.
@@ -94,6 +104,14 @@ impl Sender {
     /// Sends every due notification once; returns how many were sent.
     pub async fn deliver_due(&self) -> Result<usize, NotifyError> {
         let mut sent = 0;
+        // What a crashed instance of this host was sending need not wait for
+        // its claim to run out.
+        for claimer in self.store.notification_claimers().await? {
+            if crate::instance::exited_here(&claimer) {
+                let released = self.store.release_claims(&claimer).await?;
+                tracing::info!(message = "Released the notifications of an exited instance.", instance = %claimer, released);
+            }
+        }
         loop {
             let due = self.store.due_notifications(20).await?;
             if due.is_empty() {
@@ -101,7 +119,11 @@ impl Sender {
             }
             let mut progressed = false;
             for n in due {
-                if !self.store.claim_notification(n.id, SEND_CLAIM).await? {
+                if !self
+                    .store
+                    .claim_notification(n.id, &self.instance, self.claim)
+                    .await?
+                {
                     // Another instance is sending it.
                     continue;
                 }

@@ -1095,10 +1095,7 @@ pub struct OutboxStatus {
     pub last_error: Option<String>,
 }
 
-async fn insert_notification(
-    conn: &mut sqlx::AnyConnection,
-    n: &NewNotification,
-) -> Result<bool> {
+async fn insert_notification(conn: &mut sqlx::AnyConnection, n: &NewNotification) -> Result<bool> {
     let at = now();
     let done = sqlx::query(
         "INSERT INTO notifications (brokerage_id, lead_id, kind, agent_id, recipient, reply_to,
@@ -1144,21 +1141,51 @@ impl Store {
         Ok(rows)
     }
 
-    /// Takes a due notification for this sender by moving its next attempt
+    /// Takes a due notification for `instance` by moving its next attempt
     /// `claim` ahead; false when another sender took it first. One
     /// conditional update of one row, so exactly one of several instances
     /// wins on either backend.
-    pub async fn claim_notification(&self, id: i64, claim: Duration) -> Result<bool> {
+    pub async fn claim_notification(
+        &self,
+        id: i64,
+        instance: &str,
+        claim: Duration,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE notifications SET next_attempt_at = $2
-             WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $3",
+            "UPDATE notifications SET next_attempt_at = $2, claimed_by = $3
+             WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $4",
         )
         .bind(id)
         .bind(time_after(claim))
+        .bind(instance)
         .bind(now())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The instances holding claims on pending notifications now.
+    pub async fn notification_claimers(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT claimed_by FROM notifications
+             WHERE status = 'pending' AND next_attempt_at > $1 AND claimed_by IS NOT NULL",
+        )
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Makes the notifications claimed by a gone instance due again.
+    pub async fn release_claims(&self, instance: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE notifications SET next_attempt_at = $2, claimed_by = NULL
+             WHERE status = 'pending' AND claimed_by = $1",
+        )
+        .bind(instance)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn mark_sent(&self, id: i64) -> Result<()> {
@@ -1178,7 +1205,7 @@ impl Store {
         retry_at: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE notifications SET attempts = attempts + 1, last_error = $2,
+            "UPDATE notifications SET attempts = attempts + 1, last_error = $2, claimed_by = NULL,
                status = CASE WHEN $3 IS NULL THEN 'failed' ELSE 'pending' END,
                next_attempt_at = COALESCE($3, next_attempt_at)
              WHERE id = $1",

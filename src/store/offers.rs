@@ -327,7 +327,7 @@ impl Store {
     ) -> Result<Vec<OfferRow>> {
         sqlx::query(&format!(
             "{OFFER_ROW_SELECT} WHERE ($1 IS NULL OR o.brokerage_id = $1)
-               AND ($2 IS NULL OR o.agent_id = $2) AND ($3 = 0 OR o.state = 'open')
+               AND ($2 IS NULL OR o.agent_id = $2) AND (NOT $3 OR o.state = 'open')
              ORDER BY o.id DESC"
         ))
         .bind(brokerage)

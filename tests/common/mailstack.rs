@@ -201,7 +201,13 @@ impl MailStack {
         // Dovecot creates the Maildir, so that its owner is right.
         self.count(user, "INBOX");
         let (local, domain) = user.split_once('@').expect("user@domain");
-        let maildir = self.dir.path().join("mail").join(domain).join(local).join("Maildir");
+        let maildir = self
+            .dir
+            .path()
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir");
         let owner = std::fs::metadata(&maildir).expect("the user's Maildir");
         let new = maildir.join("new");
         std::fs::create_dir_all(&new).unwrap();

@@ -59,8 +59,13 @@ impl Env {
 
     /// `config_text` with its database moved into the temporary directory.
     pub fn with_config(config_text: &str) -> Env {
+        Env::with_config_on(config_text, backend())
+    }
+
+    /// The same on a given backend, whatever `LEADMAIL_TEST_DATABASE` says.
+    pub fn with_config_on(config_text: &str, backend: TestBackend) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let pg = (backend() == TestBackend::Postgres).then(postgres::PgCluster::start);
+        let pg = (backend == TestBackend::Postgres).then(postgres::PgCluster::start);
         let url = match &pg {
             Some(pg) => format!("url = \"{}\"", pg.url()),
             None => format!(
