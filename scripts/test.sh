@@ -27,6 +27,10 @@ missing=()
 [[ -x /usr/sbin/dovecot ]] || missing+=(dovecot-imapd dovecot-lmtpd)
 [[ -x /usr/lib/postfix/sbin/master ]] || missing+=(postfix)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The store's suites also run on PostgreSQL: a private cluster per test
+# (tests/harness/postgres.sh), so only the server binaries are needed.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 # The offer page's browser test: headless Chromium driven by chromedriver.
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium chromium-driver)
 if (( ${#missing[@]} )); then
@@ -51,8 +55,17 @@ log "cargo test"
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 set +e
-cargo test --all-targets --locked 2>&1 | tee "$results"
+cargo test --all-targets --locked --no-fail-fast 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
+
+# Every suite that touches the database, again on PostgreSQL (the failover
+# test in tests/cluster.rs runs on PostgreSQL in the first pass already).
+log "cargo test (PostgreSQL)"
+LEADMAIL_TEST_DATABASE=postgres cargo test --locked --no-fail-fast \
+    --test cli --test routing --test offers --test daemon --test notify \
+    --test operability --test faults --test robustness --test browser 2>&1 | tee -a "$results"
+pg_status=${PIPESTATUS[0]}
+(( status != 0 )) || status=$pg_status
 set -e
 
 # One closing line for the whole run, summed over every test binary.
