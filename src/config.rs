@@ -65,6 +65,12 @@ pub struct DaemonConfig {
     /// another sends it after this.
     #[serde(default = "default_send_claim", with = "duration_text")]
     pub send_claim: std::time::Duration,
+    /// Inboxes this instance takes while others could (e.g. 2 for 5 inboxes
+    /// on 3 instances). Beyond it an inbox is taken only once it has gone
+    /// unworked for another lease period, so none is ever left unworked
+    /// (an inbox beyond every survivor's share moves after two lease periods).
+    /// Default: no limit (the first instance up takes every free inbox).
+    pub max_inboxes: Option<usize>,
 }
 
 const fn default_lease() -> std::time::Duration {
@@ -81,6 +87,7 @@ impl Default for DaemonConfig {
             lease: default_lease(),
             instance: None,
             send_claim: default_send_claim(),
+            max_inboxes: None,
         }
     }
 }

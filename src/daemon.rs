@@ -10,6 +10,7 @@
 //! the caller's signal) stops fetching, finishes the batch in hand, logs out.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -78,17 +79,21 @@ pub async fn run(
         .filter_map(|b| b.imap.clone().map(|i| (b.clone(), i)))
         .collect();
     let count = inboxes.len();
-    let instance = Arc::new(crate::instance::name(&config.daemon));
-    let ttl = config.daemon.lease.max(Duration::from_secs(1));
+    let me = Arc::new(Member {
+        name: crate::instance::name(&config.daemon),
+        ttl: config.daemon.lease.max(Duration::from_secs(1)),
+        max_inboxes: config.daemon.max_inboxes,
+        held: AtomicUsize::new(0),
+    });
     let tasks: Vec<_> = inboxes
         .into_iter()
         .map(|(b, imap)| {
             let pipeline = pipeline.clone();
             let shutdown = shutdown.clone();
-            let instance = instance.clone();
-            tokio::spawn(async move {
-                watch_inbox(b, imap, pipeline, options, shutdown, &instance, ttl).await
-            })
+            let me = me.clone();
+            tokio::spawn(
+                async move { watch_inbox(b, imap, pipeline, options, shutdown, &me).await },
+            )
         })
         .collect();
     ready(count);
@@ -108,6 +113,29 @@ pub async fn run(
     Ok(report)
 }
 
+/// This instance as a holder of inbox leases.
+struct Member {
+    name: String,
+    ttl: Duration,
+    /// `daemon.max_inboxes`: beyond it, this instance takes an inbox only
+    /// once the inbox has gone unworked for a lease period (so that
+    /// instances share the inboxes, and none is left unworked).
+    max_inboxes: Option<usize>,
+    /// Inbox leases this instance holds now.
+    held: AtomicUsize,
+}
+
+impl Member {
+    /// Counts one more inbox held, if that stays within `max_inboxes`.
+    fn reserve(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                self.max_inboxes.is_none_or(|m| n < m).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
 /// This instance's hold on one inbox: renewed in the background; `held()`
 /// turns false as soon as a renewal fails or is overdue, and `lost` fires.
 struct LeaseGuard {
@@ -122,25 +150,53 @@ impl LeaseGuard {
     async fn acquire(
         pipeline: &Arc<Pipeline>,
         id: &str,
-        instance: &str,
-        ttl: Duration,
+        me: &Member,
         once: bool,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<LeaseGuard>, DaemonError> {
+        let (instance, ttl) = (me.name.as_str(), me.ttl);
         let mut announced = false;
         let mut dead: Option<String> = None;
+        // When this instance, at its share, first saw the inbox unworked.
+        let mut unworked_since: Option<tokio::time::Instant> = None;
         // `--once` waits out a dead instance's lease, not a live one's.
         let give_up = tokio::time::Instant::now() + ttl + renew_every(ttl);
         loop {
             if *shutdown.borrow() {
                 return Ok(None);
             }
-            match pipeline
-                .store()
-                .take_lease(id, instance, ttl, dead.as_deref())
-                .await
-            {
+            // A place within max_inboxes is reserved before the lease is
+            // tried, so that this instance's inbox tasks, starting together,
+            // do not all take one.
+            let reserved = me.reserve();
+            let at_share = !once && !reserved && {
+                let worked = matches!(pipeline.store().lease(id).await, Ok(Some(_)));
+                let since = match worked {
+                    true => None,
+                    false => Some(*unworked_since.get_or_insert_with(tokio::time::Instant::now)),
+                };
+                unworked_since = since;
+                // A lease period for an instance below its share (or
+                // still starting) to take the inbox first.
+                since.is_none_or(|t| t.elapsed() < ttl)
+            };
+            let taken = match at_share {
+                true => Ok(false),
+                false => {
+                    pipeline
+                        .store()
+                        .take_lease(id, instance, ttl, dead.as_deref())
+                        .await
+                }
+            };
+            match (&taken, reserved) {
+                (Ok(true), false) => me.held.fetch_add(1, Ordering::SeqCst),
+                (Ok(false) | Err(_), true) => me.held.fetch_sub(1, Ordering::SeqCst),
+                _ => 0,
+            };
+            match taken {
                 Ok(true) => break,
+                Ok(false) if at_share => {}
                 Ok(false) => {
                     let holder = match pipeline.store().lease(id).await {
                         Ok(Some(l)) => l.holder,
@@ -225,7 +281,9 @@ impl LeaseGuard {
                 .is_ok_and(|v| tokio::time::Instant::now() < *v)
     }
 
-    async fn release(self, pipeline: &Pipeline, id: &str, instance: &str) {
+    async fn release(self, pipeline: &Pipeline, id: &str, me: &Member) {
+        let instance = me.name.as_str();
+        me.held.fetch_sub(1, Ordering::SeqCst);
         self.renewer.abort();
         if !*self.lost.borrow()
             && let Err(e) = pipeline.store().release_lease(id, instance).await
@@ -246,8 +304,7 @@ async fn watch_inbox(
     pipeline: Arc<Pipeline>,
     options: RunOptions,
     mut shutdown: watch::Receiver<bool>,
-    instance: &str,
-    ttl: Duration,
+    me: &Member,
 ) -> (u64, Option<DaemonError>) {
     let id = brokerage.id.clone();
     let mut backoff = BACKOFF_START;
@@ -256,14 +313,12 @@ async fn watch_inbox(
         if *shutdown.borrow() {
             return (processed, None);
         }
-        let lease =
-            match LeaseGuard::acquire(&pipeline, &id, instance, ttl, options.once, &mut shutdown)
-                .await
-            {
-                Ok(Some(lease)) => lease,
-                Ok(None) => return (processed, None),
-                Err(e) => return (processed, Some(e)),
-            };
+        let lease = match LeaseGuard::acquire(&pipeline, &id, me, options.once, &mut shutdown).await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return (processed, None),
+            Err(e) => return (processed, Some(e)),
+        };
         // Health covers the inboxes this instance works (a standby is healthy).
         pipeline.metrics().watch_inbox(&id, stale_after(&imap));
         let result = session(
@@ -277,7 +332,7 @@ async fn watch_inbox(
         )
         .await;
         let lost = !lease.held();
-        lease.release(&pipeline, &id, instance).await;
+        lease.release(&pipeline, &id, me).await;
         if lost {
             pipeline.metrics().unwatch_inbox(&id);
         }

@@ -193,11 +193,14 @@ impl MailStack {
         self.doveadm(&["save", "-u", user, "-m", mailbox], Some(message));
     }
 
-    /// Puts many messages into a user's INBOX at once, written straight into
-    /// its Maildir (one `doveadm save` each would take minutes for a
-    /// thousand); Dovecot finds them at its next look.
+    /// Puts many messages into a user's INBOX at once, delivered straight
+    /// into its Maildir the Maildir way (written in tmp/, renamed into
+    /// new/), since one `doveadm save` each would take minutes for a
+    /// thousand; Dovecot finds them at its next look, also while it runs.
     pub fn fill(&self, user: &str, messages: &[Vec<u8>]) {
         use std::os::unix::fs::MetadataExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DELIVERED: AtomicUsize = AtomicUsize::new(0);
         // Dovecot creates the Maildir, so that its owner is right.
         self.count(user, "INBOX");
         let (local, domain) = user.split_once('@').expect("user@domain");
@@ -209,12 +212,16 @@ impl MailStack {
             .join(local)
             .join("Maildir");
         let owner = std::fs::metadata(&maildir).expect("the user's Maildir");
-        let new = maildir.join("new");
-        std::fs::create_dir_all(&new).unwrap();
-        for (i, m) in messages.iter().enumerate() {
-            let file = new.join(format!("{}.M{i}P1.fill", 1_700_000_000 + i));
-            std::fs::write(&file, m).unwrap();
-            std::os::unix::fs::chown(&file, Some(owner.uid()), Some(owner.gid())).unwrap();
+        for sub in ["tmp", "new"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        for m in messages {
+            let n = DELIVERED.fetch_add(1, Ordering::SeqCst);
+            let name = format!("{}.M{n}P{}.fill", 1_700_000_000 + n, std::process::id());
+            let tmp = maildir.join("tmp").join(&name);
+            std::fs::write(&tmp, m).unwrap();
+            std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).unwrap();
+            std::fs::rename(&tmp, maildir.join("new").join(&name)).unwrap();
         }
     }
 

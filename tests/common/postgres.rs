@@ -43,17 +43,21 @@ impl PgCluster {
 
     /// Runs one SQL statement with psql and returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.try_psql(sql)
+            .unwrap_or_else(|e| panic!("psql {sql}: {e}"))
+    }
+
+    /// The same, or psql's error (a table not created yet, say).
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "leadmail", "-d", "leadmail"])
             .args(["-p", &self.port.to_string(), "-XAtq", "-c", sql])
             .output()
             .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
     }
 
     fn run_script(&self, args: &[&str]) {
