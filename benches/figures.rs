@@ -231,11 +231,15 @@ impl Stack {
     }
 
     fn config(&self, db: &Path) -> PathBuf {
+        self.config_for(&format!("sqlite://{}", db.display()))
+    }
+
+    fn config_for(&self, database_url: &str) -> PathBuf {
         let pass = self.dir.path().join("pass");
         std::fs::write(&pass, "secret\n").unwrap();
         let text = format!(
             r#"[database]
-url = "sqlite://{}"
+url = "{database_url}"
 [[brokerages]]
 id = "bench"
 name = "Bench"
@@ -259,7 +263,6 @@ default_owner = "amy"
   id = "bob"
   name = "Bob"
 "#,
-            db.display(),
             self.imap_port,
             pass.display()
         );
@@ -322,19 +325,7 @@ async fn ingest_ratio(n: usize) {
     // The tool people otherwise script around, on the same mailbox (before
     // leadmail moves the messages away; it leaves them in place).
     let getmail = getmail_all(&stack, n);
-    let start = Instant::now();
-    let out = Command::new(leadmail_bin())
-        .args(["-q", "--config"])
-        .arg(&config)
-        .args(["run", "--once"])
-        .output()
-        .unwrap();
-    let ours = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ours = run_once(&config);
     println!(
         "ingest_ratio {:.2} (sqlite: leadmail run --once {:.2}s for {n} messages = {:.0} msg/s; minimal UID FETCH {:.2}s; target <= 1.3)",
         ours.as_secs_f64() / floor.as_secs_f64(),
@@ -350,6 +341,89 @@ async fn ingest_ratio(n: usize) {
             ours.as_secs_f64()
         ),
         None => println!("getmail_ratio n/a (getmail6 is not installed)"),
+    }
+
+    // The same mailbox again, stored in a private PostgreSQL cluster.
+    let Some(pg) = PrivatePostgres::start() else {
+        println!("ingest_ratio_postgres n/a (no PostgreSQL server installed)");
+        return;
+    };
+    stack.fill(n);
+    let _ = minimal_fetch_all(stack.imap_port).await;
+    let (floor, fetched) = minimal_fetch_all(stack.imap_port).await;
+    assert_eq!(fetched, n);
+    let ours = run_once(&stack.config_for(&pg.url()));
+    println!(
+        "ingest_ratio_postgres {:.2} (postgres: leadmail run --once {:.2}s for {n} messages = {:.0} msg/s; minimal UID FETCH {:.2}s; target <= 1.3)",
+        ours.as_secs_f64() / floor.as_secs_f64(),
+        ours.as_secs_f64(),
+        n as f64 / ours.as_secs_f64(),
+        floor.as_secs_f64()
+    );
+}
+
+/// `leadmail run --once` with `config`: how long it took.
+fn run_once(config: &Path) -> Duration {
+    let start = Instant::now();
+    let out = Command::new(leadmail_bin())
+        .args(["-q", "--config"])
+        .arg(config)
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+/// A private PostgreSQL cluster (the test harness's script), stopped when dropped.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn script() -> PathBuf {
+        root().join("tests/harness/postgres.sh")
+    }
+
+    /// None when no PostgreSQL server is installed.
+    fn start() -> Option<PrivatePostgres> {
+        let dir = tempfile::Builder::new()
+            .prefix("lmpg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = free_port();
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(PrivatePostgres { dir, port })
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://leadmail@127.0.0.1:{}/leadmail", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
     }
 }
 
