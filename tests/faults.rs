@@ -1,6 +1,7 @@
 //! Faults against the real servers: an IMAP server that stalls mid-FETCH,
 //! answers NO or BAD, drops the connection or crawls; a database on a full
-//! filesystem; kill -9 again and again while a backlog drains. In every case
+//! filesystem or a PostgreSQL server stopped; kill -9 again and again while
+//! a backlog drains. In every case
 //! nothing is acknowledged before it is committed, and every lead (and its
 //! notification) exists exactly once at the end.
 
@@ -246,6 +247,71 @@ fn a_full_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
         || stack.count(LEADS, "INBOX") == 0,
     );
     assert_eq!(leads_inside(), 6, "every lead exactly once");
+    assert_eq!(stack.count(LEADS, "Leads.Processed"), 6);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// PostgreSQL stopped under a running daemon (always on PostgreSQL):
+/// nothing is acknowledged while it is down, the daemon keeps retrying, and
+/// it catches up when the server is back.
+#[test]
+fn postgres_stopped_acknowledges_nothing_and_catches_up_when_it_returns() {
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config_on(
+        &format!(
+            "[daemon]\nlease = \"3s\"\n{}",
+            brokerage(&stack.imap_config(LEADS, "  poll_interval = \"1s\""))
+        ),
+        common::TestBackend::Postgres,
+    );
+    let pg = env.pg.as_ref().unwrap();
+    // A server set up for speed over safety: leadmail must still commit
+    // durably before it acknowledges (else the leads committed just before
+    // the crash below are lost, though their messages were filed).
+    pg.psql("ALTER ROLE leadmail SET synchronous_commit = off");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_leadmail"))
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(env.dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    for n in 1..=2 {
+        stack.append(LEADS, "INBOX", &lead(n, 500));
+    }
+    wait_until("the first leads", Duration::from_secs(30), || {
+        stack.count(LEADS, "INBOX") == 0
+    });
+
+    pg.stop();
+    for n in 3..=6 {
+        stack.append(LEADS, "INBOX", &lead(n, 500));
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        stack.count(LEADS, "INBOX"),
+        4,
+        "nothing is acknowledged while the database is down"
+    );
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon keeps retrying"
+    );
+
+    pg.resume();
+    wait_until(
+        "the backlog after the database returns",
+        Duration::from_secs(90),
+        || stack.count(LEADS, "INBOX") == 0,
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM leads"),
+        "6",
+        "every lead exactly once"
+    );
     assert_eq!(stack.count(LEADS, "Leads.Processed"), 6);
     let _ = daemon.kill();
     let _ = daemon.wait();

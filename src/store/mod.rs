@@ -235,6 +235,22 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A commit precedes an acknowledgement upstream, so it
+                    // must be durable: a server (or role) configured with
+                    // synchronous_commit = off would lose acknowledged leads
+                    // in a crash. Stronger settings are kept as they are.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            let level: String =
+                                sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+                                    .fetch_one(&mut *conn)
+                                    .await?;
+                            if level == "off" {
+                                conn.execute("SET synchronous_commit = on").await?;
+                            }
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?;
                 let store = Store { pool, backend };

@@ -30,11 +30,12 @@ as_owner() {
 }
 
 server_start() {
-    # Durability settings are the server's business, not the tests': the
-    # tests kill clients, never the server, so fsync only costs time here.
+    # The tests stop the server (immediate shutdown, a crash to PostgreSQL)
+    # but never the machine: a commit must have been written to the WAL
+    # (synchronous_commit stays on), while fsync only costs time here.
     as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir/sock \
-            -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+            -c fsync=off -c full_page_writes=off \
             -c max_connections=200" \
         start >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
