@@ -326,13 +326,7 @@ async fn ingest_ratio(n: usize) {
     // leadmail moves the messages away; it leaves them in place).
     let getmail = getmail_all(&stack, n);
     let ours = run_once(&config);
-    println!(
-        "ingest_ratio {:.2} (sqlite: leadmail run --once {:.2}s for {n} messages = {:.0} msg/s; minimal UID FETCH {:.2}s; target <= 1.3)",
-        ours.as_secs_f64() / floor.as_secs_f64(),
-        ours.as_secs_f64(),
-        n as f64 / ours.as_secs_f64(),
-        floor.as_secs_f64()
-    );
+    print_ingest("ingest_ratio", "sqlite", ours, floor, n);
     match getmail {
         Some(g) => println!(
             "getmail_ratio {:.2} (getmail6 into a Maildir {:.2}s vs leadmail run --once {:.2}s for {n} messages; target >= 3)",
@@ -353,8 +347,12 @@ async fn ingest_ratio(n: usize) {
     let (floor, fetched) = minimal_fetch_all(stack.imap_port).await;
     assert_eq!(fetched, n);
     let ours = run_once(&stack.config_for(&pg.url()));
+    print_ingest("ingest_ratio_postgres", "postgres", ours, floor, n);
+}
+
+fn print_ingest(figure: &str, backend: &str, ours: Duration, floor: Duration, n: usize) {
     println!(
-        "ingest_ratio_postgres {:.2} (postgres: leadmail run --once {:.2}s for {n} messages = {:.0} msg/s; minimal UID FETCH {:.2}s; target <= 1.3)",
+        "{figure} {:.2} ({backend}: leadmail run --once {:.2}s for {n} messages = {:.0} msg/s; minimal UID FETCH {:.2}s; target <= 1.3)",
         ours.as_secs_f64() / floor.as_secs_f64(),
         ours.as_secs_f64(),
         n as f64 / ours.as_secs_f64(),

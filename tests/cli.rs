@@ -350,17 +350,17 @@ fn check_config_names_the_bad_key() {
 #[test]
 fn check_config_prints_the_effective_configuration_with_env_overrides() {
     let env = Env::new();
-    let out = bin()
-        .arg("--config")
-        .arg(&env.config)
-        .arg("check-config")
-        .env(
-            "LEADMAIL__DATABASE__URL",
-            "postgres://lead:hunter2@db.example/leads",
-        )
-        .output()
-        .unwrap();
+    let check_with_url = |url: &str| {
+        bin()
+            .arg("--config")
+            .arg(&env.config)
+            .arg("check-config")
+            .env("LEADMAIL__DATABASE__URL", url)
+            .output()
+            .unwrap()
+    };
     // A PostgreSQL URL is accepted and shown with its password redacted.
+    let out = check_with_url("postgres://lead:hunter2@db.example/leads");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -371,16 +371,7 @@ fn check_config_prints_the_effective_configuration_with_env_overrides() {
     assert!(!shown.contains("hunter2"), "{shown}");
 
     // Another scheme is refused with the key named, password never shown.
-    let out = bin()
-        .arg("--config")
-        .arg(&env.config)
-        .arg("check-config")
-        .env(
-            "LEADMAIL__DATABASE__URL",
-            "mysql://lead:hunter2@db.example/leads",
-        )
-        .output()
-        .unwrap();
+    let out = check_with_url("mysql://lead:hunter2@db.example/leads");
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -51,6 +51,20 @@ fn lead(n: usize, pad: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// While the database cannot commit: the `waiting` messages are all still
+/// in INBOX (nothing acknowledged) and the daemon is still running.
+fn assert_held_back(stack: &MailStack, waiting: usize, daemon: &mut std::process::Child) {
+    assert_eq!(
+        stack.count(LEADS, "INBOX"),
+        waiting,
+        "nothing is acknowledged while it cannot be committed"
+    );
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon keeps retrying"
+    );
+}
+
 fn lead_count(env: &Env) -> usize {
     env.leads().len()
 }
@@ -230,15 +244,7 @@ fn a_full_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
         stack.append(LEADS, "INBOX", &lead(n, 300_000));
     }
     std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(
-        stack.count(LEADS, "INBOX"),
-        4,
-        "nothing is acknowledged while it cannot be committed"
-    );
-    assert!(
-        daemon.try_wait().unwrap().is_none(),
-        "the daemon keeps retrying"
-    );
+    assert_held_back(&stack, 4, &mut daemon);
 
     std::fs::remove_file(&filler).unwrap();
     wait_until(
@@ -291,15 +297,7 @@ fn postgres_stopped_acknowledges_nothing_and_catches_up_when_it_returns() {
         stack.append(LEADS, "INBOX", &lead(n, 500));
     }
     std::thread::sleep(Duration::from_secs(6));
-    assert_eq!(
-        stack.count(LEADS, "INBOX"),
-        4,
-        "nothing is acknowledged while the database is down"
-    );
-    assert!(
-        daemon.try_wait().unwrap().is_none(),
-        "the daemon keeps retrying"
-    );
+    assert_held_back(&stack, 4, &mut daemon);
 
     pg.resume();
     wait_until(
