@@ -221,7 +221,18 @@ impl Stack {
                     m.extend_from_slice(line.as_bytes());
                 }
             }
-            std::fs::write(new.join(format!("{}.M{i}P1.bench", 1_700_000_000 + i)), m).unwrap();
+            // Named as a delivery names them: distinct time, microseconds and
+            // pid parts, and the size. (A first version gave every file the same
+            // pid part, `P1`; Dovecot's MOVE then took ten times as long, a cost
+            // of those names, not of leadmail or of real mail.)
+            let name = format!(
+                "{}.M{}P{}.bench,S={}",
+                1_700_000_000 + i,
+                (i * 7919) % 1_000_000,
+                10_000 + i,
+                m.len()
+            );
+            std::fs::write(new.join(name), m).unwrap();
         }
         Command::new("chown")
             .args(["-R", "nobody:nogroup"])
