@@ -25,6 +25,9 @@ use crate::store::InboxEvent;
 const BATCH: usize = 100;
 /// Committed messages acknowledged together (one MOVE).
 const ACK_BATCH: usize = 1000;
+/// The next batch is fetched during this one's commit only when this one is
+/// small: two batches of large messages are not held at once.
+const PREFETCH_AFTER_BYTES: usize = 16 << 20;
 /// Longest IDLE before it is re-issued (servers drop it at 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(20 * 60);
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -528,9 +531,16 @@ async fn drain(
             return Ok(());
         }
         let mut acks = Acks::default();
-        let batches = waiting.len().div_ceil(BATCH);
-        for (batch_index, batch) in waiting.chunks(BATCH).enumerate() {
-            let fetched = inbox.fetch(batch).await.map_err(imap_err)?;
+        let chunks: Vec<&[u32]> = waiting.chunks(BATCH).collect();
+        let batches = chunks.len();
+        // The next batch is fetched while this one is parsed and committed, so
+        // the server's transfer and our work overlap instead of taking turns.
+        let mut prefetched = None;
+        for (batch_index, chunk) in chunks.iter().enumerate() {
+            let fetched = match prefetched.take() {
+                Some(fetched) => fetched,
+                None => inbox.fetch(chunk).await.map_err(imap_err)?,
+            };
             pipeline.metrics().fetched(id, fetched.len());
             let arrivals: Vec<Option<String>> = fetched.iter().map(|f| f.arrived.clone()).collect();
             let oldest = fetched.iter().filter_map(|f| f.arrived.clone()).min();
@@ -573,8 +583,21 @@ async fn drain(
                     (raw, entry)
                 })
                 .collect();
-            // One commit for the batch; nothing is acknowledged before it.
-            let reports = pipeline.ingest_batch(&batch, id).await.map_err(pipe_err)?;
+            // One commit for the batch; nothing is acknowledged before it (a
+            // prefetched batch is only read, and is acknowledged after its own commit).
+            let batch_bytes: usize = batch.iter().map(|(raw, _)| raw.bytes.len()).sum();
+            let next = chunks
+                .get(batch_index + 1)
+                .filter(|_| !*shutdown.borrow() && batch_bytes <= PREFETCH_AFTER_BYTES);
+            let (reports, next) = match next {
+                Some(next) => {
+                    let (reports, fetched) =
+                        tokio::join!(pipeline.ingest_batch(&batch, id), inbox.fetch(next));
+                    (reports, Some(fetched))
+                }
+                None => (pipeline.ingest_batch(&batch, id).await, None),
+            };
+            let reports = reports.map_err(pipe_err)?;
             drop(batch);
             observe_time_to_lead(pipeline, &arrivals, &reports);
             let mut done = Vec::new();
@@ -613,6 +636,9 @@ async fn drain(
             if *shutdown.borrow() {
                 return Ok(());
             }
+            // A failed prefetch leaves this batch committed but perhaps not yet
+            // acknowledged: it comes back as a duplicate and is only filed.
+            prefetched = next.transpose().map_err(imap_err)?;
         }
     }
 }
