@@ -211,8 +211,12 @@ impl Pipeline {
         brokerage: Option<&str>,
         entry: Entry<'_>,
     ) -> Result<IngestReport, PipelineError> {
+        // Parsed before the transaction: the database lock is held for the writes only.
+        let parsed = parse::parse(&raw.bytes, &self.options);
         let mut tx = self.store.begin().await?;
-        let (report, queued) = self.process_in(&mut tx, raw, brokerage, entry).await?;
+        let (report, queued) = self
+            .process_in(&mut tx, raw, parsed, brokerage, entry)
+            .await?;
         tx.commit().await?;
         if queued {
             self.outbox.notify_one();
@@ -229,12 +233,19 @@ impl Pipeline {
         batch: &[(RawMessage, Entry<'_>)],
         brokerage: &str,
     ) -> Result<Vec<IngestReport>, PipelineError> {
+        // Parsed before the transaction: the database lock is held for the
+        // writes only. (Parsing on several threads was tried: 10-15% faster,
+        // but each thread grows its own regex caches, doubling peak memory.)
+        let parsed: Vec<ParsedMessage> = batch
+            .iter()
+            .map(|(raw, _)| parse::parse(&raw.bytes, &self.options))
+            .collect();
         let mut tx = self.store.begin().await?;
         let mut reports = Vec::with_capacity(batch.len());
         let mut queued = false;
-        for (raw, entry) in batch {
+        for ((raw, entry), parsed) in batch.iter().zip(parsed) {
             let (report, q) = self
-                .process_in(&mut tx, raw, Some(brokerage), *entry)
+                .process_in(&mut tx, raw, parsed, Some(brokerage), *entry)
                 .await?;
             queued |= q;
             reports.push(report);
@@ -253,10 +264,10 @@ impl Pipeline {
         &self,
         tx: &mut crate::store::StoreTx,
         raw: &RawMessage,
+        parsed: ParsedMessage,
         brokerage: Option<&str>,
         entry: Entry<'_>,
     ) -> Result<(IngestReport, bool), PipelineError> {
-        let parsed = parse::parse(&raw.bytes, &self.options);
         let brokerage = match brokerage {
             Some(id) => self.config.brokerage(id),
             None => find_brokerage(&self.config.brokerages, &parsed.envelope.recipients),
