@@ -257,8 +257,14 @@ impl StoreTx {
     }
 
     /// Out-of-office agents now.
+    /// As of the first look in this transaction (see `StoreTx::routing_state`).
     pub async fn active_aways(&mut self, brokerage_id: &str, now: &str) -> Result<Vec<Away>> {
-        active_aways(&mut self.tx, brokerage_id, now).await
+        if let Some(known) = self.state(brokerage_id).aways.clone() {
+            return Ok(known);
+        }
+        let read = active_aways(&mut self.tx, brokerage_id, now).await?;
+        self.state(brokerage_id).aways = Some(read.clone());
+        Ok(read)
     }
 }
 
