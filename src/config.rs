@@ -353,6 +353,11 @@ pub struct ImapConfig {
     /// Messages larger than this (as the server reports) are quarantined unread.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: u64,
+    /// Whole messages one batch may hold (at least one message is always
+    /// taken): a backlog of large messages is worked a few at a time, so
+    /// memory follows this, not the backlog.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: u64,
     /// A command (or a transfer that stops moving) taking longer than this
     /// drops the connection, which is then replaced.
     #[serde(default = "default_imap_timeout", with = "duration_text")]
@@ -392,6 +397,9 @@ const fn default_imap_timeout() -> std::time::Duration {
 }
 const fn default_max_message_bytes() -> u64 {
     26_214_400
+}
+const fn default_max_batch_bytes() -> u64 {
+    33_554_432
 }
 
 /// Durations written as seconds (`30`) or with a unit (`"30s"`, `"5m"`, `"2h"`, `"500ms"`).

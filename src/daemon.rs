@@ -25,9 +25,6 @@ use crate::store::InboxEvent;
 const BATCH: usize = 100;
 /// Committed messages acknowledged together (one MOVE).
 const ACK_BATCH: usize = 1000;
-/// The next batch is fetched during this one's commit only when this one is
-/// small: two batches of large messages are not held at once.
-const PREFETCH_AFTER_BYTES: usize = 16 << 20;
 /// Longest IDLE before it is re-issued (servers drop it at 29 minutes).
 const MAX_IDLE: Duration = Duration::from_secs(20 * 60);
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -534,7 +531,9 @@ async fn drain(
         let chunks: Vec<&[u32]> = waiting.chunks(BATCH).collect();
         let batches = chunks.len();
         // The next batch is fetched while this one is parsed and committed, so
-        // the server's transfer and our work overlap instead of taking turns.
+        // the server's transfer and our work overlap instead of taking turns;
+        // only after a batch under half of max_batch_bytes, so that the two
+        // together stay near the budget.
         let mut prefetched = None;
         for (batch_index, chunk) in chunks.iter().enumerate() {
             let fetched = match prefetched.take() {
@@ -585,10 +584,10 @@ async fn drain(
                 .collect();
             // One commit for the batch; nothing is acknowledged before it (a
             // prefetched batch is only read, and is acknowledged after its own commit).
-            let batch_bytes: usize = batch.iter().map(|(raw, _)| raw.bytes.len()).sum();
+            let batch_bytes: u64 = batch.iter().map(|(raw, _)| raw.bytes.len() as u64).sum();
             let next = chunks
                 .get(batch_index + 1)
-                .filter(|_| !*shutdown.borrow() && batch_bytes <= PREFETCH_AFTER_BYTES);
+                .filter(|_| !*shutdown.borrow() && batch_bytes <= imap.max_batch_bytes / 2);
             let (reports, next) = match next {
                 Some(next) => {
                     let (reports, fetched) =

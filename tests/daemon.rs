@@ -342,6 +342,42 @@ fn oversized_messages_are_quarantined_with_bounded_memory() {
     assert!(q.contains("oversized"), "{q}");
 }
 
+/// A backlog of large messages is worked a few at a time: memory follows
+/// `max_batch_bytes`, not the backlog (ten 8 MB leads, one batch each).
+#[test]
+fn a_backlog_of_large_messages_is_held_a_batch_budget_at_a_time() {
+    const LARGE: usize = 10;
+    let stack = MailStack::start(&[LEADS], false);
+    let env = Env::with_config(&config(&stack, "  max_batch_bytes = 4194304"));
+    let line = format!("{}\r\n", "QUJD".repeat(19));
+    let attachment = line.repeat((8 << 20) / line.len() + 1);
+    let messages: Vec<Vec<u8>> = (0..LARGE)
+        .map(|n| {
+            format!(
+                "From: Site <noreply@site.example>\r\nTo: leads@acmerealty.example\r\nSubject: Inquiry {n}\r\nMessage-ID: <large-{n}@site.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nName: Person {n}\r\nEmail: large{n}@example.com\r\nPhone: 555-010-{n:04}\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{attachment}--b--\r\n"
+            )
+            .into_bytes()
+        })
+        .collect();
+    assert!(messages[0].len() > 8 << 20);
+    stack.fill(LEADS, &messages);
+    drop(messages);
+
+    let out = run_once(&env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lead_count(&env), LARGE, "every large lead stored");
+    assert_eq!(stack.count(LEADS, "INBOX"), 0, "and acknowledged");
+    // All ten in one batch would hold 80 MB twice over (the server's answer
+    // and the messages) on top of the ~60 MB baseline.
+    let peak = common::children_peak_rss();
+    eprintln!("peak RSS of leadmail: {} MB", peak >> 20);
+    assert!(peak < 136 << 20, "peak RSS {} MB", peak >> 20);
+}
+
 #[test]
 fn run_without_inboxes_says_so_and_only_delivers() {
     let env = Env::new();

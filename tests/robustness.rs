@@ -189,15 +189,6 @@ fn adversarial_messages_return_in_bounded_time() {
     }
 }
 
-/// Peak resident memory of the largest child process waited for so far, in bytes.
-fn children_peak_rss() -> u64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    assert_eq!(rc, 0);
-    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
-}
-
 /// The same shapes through `leadmail ingest` and through the daemon reading a
 /// real Dovecot: each gets an outcome (a lead, ignored or quarantined, kept),
 /// nothing is left behind, and memory stays bounded.
@@ -279,7 +270,7 @@ default_owner = "amy"
     );
 
     // Bounded memory: a 34 MB message is held a few times over, not without bound.
-    let peak = children_peak_rss();
+    let peak = common::children_peak_rss();
     eprintln!("peak RSS of leadmail: {} MB", peak >> 20);
     assert!(peak < 384 << 20, "peak RSS {} MB", peak >> 20);
 }

@@ -302,7 +302,8 @@ impl Inbox {
     }
 
     /// Fetches messages by UID without marking them \Seen. Messages over
-    /// `max_message_bytes` come back with their header only.
+    /// `max_message_bytes` come back with their header only; whole messages
+    /// beyond `max_batch_bytes` in all are left for a later call.
     pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, ImapError> {
         let t = self.about.config.timeout;
         if uids.is_empty() {
@@ -336,6 +337,15 @@ impl Inbox {
         };
         let limit = self.about.config.max_message_bytes;
         let (big, small): (Vec<_>, Vec<_>) = sizes.iter().partition(|(_, size)| *size > limit);
+        // Whole messages up to the batch's byte budget (always one); the rest
+        // stay on the server, unacknowledged, for the next round.
+        let budget = self.about.config.max_batch_bytes;
+        let mut taken = 0u64;
+        let (small, deferred): (Vec<_>, Vec<_>) = small.into_iter().partition(|(_, size)| {
+            let first = taken == 0;
+            taken = taken.saturating_add(*size);
+            first || taken <= budget
+        });
         let mut out = Vec::with_capacity(sizes.len());
         if !small.is_empty() {
             let set = uid_set(&small.iter().map(|(u, _)| *u).collect::<Vec<_>>());
@@ -378,15 +388,18 @@ impl Inbox {
         // async-imap ends a FETCH's stream at the tagged answer, whatever it
         // says: a NO looks like an empty result. Missing messages are an error,
         // not "nothing there", or the caller would ask again at once, forever.
-        if out.len() < uids.len() {
+        let asked = uids.len() - deferred.len();
+        if out.len() < asked {
             let first = uids
                 .iter()
-                .find(|u| !out.iter().any(|f| f.uid == **u))
+                .find(|u| {
+                    !out.iter().any(|f| f.uid == **u) && !deferred.iter().any(|(d, _)| d == *u)
+                })
                 .copied()
                 .unwrap_or(0);
             return Err(ImapError::Incomplete {
-                missing: uids.len() - out.len(),
-                asked: uids.len(),
+                missing: asked - out.len(),
+                asked,
                 first,
             });
         }

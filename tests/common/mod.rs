@@ -258,6 +258,16 @@ fn unchunk(mut rest: &str) -> String {
     out
 }
 
+/// Peak resident memory of the largest child process this test binary has
+/// waited for so far, in bytes.
+pub fn children_peak_rss() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0);
+    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
+}
+
 /// Polls `check` every 50 ms until it holds; fails the test after `timeout`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
