@@ -443,9 +443,11 @@ pub struct StoreTx {
     /// The routing state this transaction has read, by brokerage. A batch of
     /// messages is decided in one transaction, and reading the state once per
     /// transaction instead of once per message saves three statements a lead.
-    /// It stays true: no transaction writes halts or aways, cursors are
-    /// written through, and the write lock keeps other writers out, so the
-    /// whole batch is decided as of one instant, its start.
+    /// Cursors are written through, and the write lock keeps other routing
+    /// transactions out. Halts and aways are never written inside such a
+    /// transaction; one set by an admin meanwhile applies from the next
+    /// transaction on, as if set a moment later: a batch is decided as of
+    /// one instant, its start.
     routing_state: HashMap<String, RoutingState>,
 }
 
