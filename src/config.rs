@@ -77,7 +77,7 @@ const fn default_lease() -> std::time::Duration {
     std::time::Duration::from_secs(30)
 }
 
-pub const fn default_send_claim() -> std::time::Duration {
+const fn default_send_claim() -> std::time::Duration {
     std::time::Duration::from_secs(120)
 }
 

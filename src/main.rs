@@ -479,8 +479,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     ),
                 })
                 .await?;
-            let sender = leadmail::notify::sender::Sender::new(&smtp, store.clone())?
-                .for_instance(&config.daemon);
+            let sender =
+                leadmail::notify::sender::Sender::new(&smtp, &config.daemon, store.clone())?;
             let pending = sender.flush(std::time::Duration::from_secs(30)).await?;
             let outbox = store.outbox_status().await?;
             store.close().await;
@@ -764,8 +764,8 @@ async fn deliver_notifications(pipeline: &Pipeline) -> Result<()> {
     let Some(smtp) = config.smtp.as_ref().filter(|_| config.notify.enabled) else {
         return Ok(());
     };
-    let sender = leadmail::notify::sender::Sender::new(smtp, pipeline.store().clone())?
-        .for_instance(&config.daemon);
+    let sender =
+        leadmail::notify::sender::Sender::new(smtp, &config.daemon, pipeline.store().clone())?;
     let pending = sender.flush(std::time::Duration::from_secs(30)).await?;
     if pending > 0 {
         eprintln!(
@@ -807,9 +807,8 @@ async fn cmd_run(config_path: Option<&std::path::Path>, once: bool) -> Result<Ex
     };
     let sender = match &config.smtp {
         Some(smtp) if config.notify.enabled => Some(
-            leadmail::notify::sender::Sender::new(smtp, pipeline.store().clone())?
-                .with_metrics(pipeline.metrics().clone())
-                .for_instance(&config.daemon),
+            leadmail::notify::sender::Sender::new(smtp, &config.daemon, pipeline.store().clone())?
+                .with_metrics(pipeline.metrics().clone()),
         ),
         _ => None,
     };

@@ -43,7 +43,13 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(smtp: &SmtpConfig, store: Store) -> Result<Sender, NotifyError> {
+    /// A sender for `smtp` that claims each notification it sends for
+    /// `daemon.send_claim`, in the name of `daemon.instance`.
+    pub fn new(
+        smtp: &SmtpConfig,
+        daemon: &crate::config::DaemonConfig,
+        store: Store,
+    ) -> Result<Sender, NotifyError> {
         let settings = |e: &dyn std::fmt::Display| NotifyError::Settings(e.to_string());
         let from: Mailbox = smtp.from.parse().map_err(|e| settings(&e))?;
         let tls_parameters = || -> Result<TlsParameters, NotifyError> {
@@ -76,17 +82,9 @@ impl Sender {
             from,
             store,
             metrics: None,
-            claim: crate::config::default_send_claim(),
-            instance: crate::instance::name(&crate::config::DaemonConfig::default()),
+            claim: daemon.send_claim,
+            instance: crate::instance::name(daemon),
         })
-    }
-
-    /// Claims a notification being sent for `daemon.send_claim`, in the
-    /// name of `daemon.instance`.
-    pub fn for_instance(mut self, daemon: &crate::config::DaemonConfig) -> Sender {
-        self.claim = daemon.send_claim;
-        self.instance = crate::instance::name(daemon);
-        self
     }
 
     /// Counts deliveries in the daemon's metrics.
