@@ -236,12 +236,7 @@ fn kill_9_mid_batch_never_loses_or_doubles_a_lead() {
         });
         kill9(&mut child);
     }
-    let out = run_once(&env);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.ok(&["run", "--once"]);
     assert_eq!(lead_count(&env), total, "every lead exactly once");
     assert_eq!(stack.count(LEADS, "INBOX"), 0, "nothing left behind");
     assert_eq!(stack.count(LEADS, "Leads.Processed"), total);
@@ -363,12 +358,7 @@ fn a_backlog_of_large_messages_is_held_a_batch_budget_at_a_time() {
     stack.fill(LEADS, &messages);
     drop(messages);
 
-    let out = run_once(&env);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.ok(&["run", "--once"]);
     assert_eq!(lead_count(&env), LARGE, "every large lead stored");
     assert_eq!(stack.count(LEADS, "INBOX"), 0, "and acknowledged");
     // All ten in one batch would hold 80 MB twice over (the server's answer

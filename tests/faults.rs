@@ -65,6 +65,23 @@ fn assert_held_back(stack: &MailStack, waiting: usize, daemon: &mut std::process
     );
 }
 
+/// `leadmail run` with the test's configuration, through `command` (the
+/// binary, or a wrapper whose arguments end with it), logging at info into
+/// the test directory's daemon.log.
+fn spawn_logged_run(
+    mut command: std::process::Command,
+    env: &Env,
+) -> std::io::Result<std::process::Child> {
+    command
+        .arg("--config")
+        .arg(&env.config)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(env.dir.path().join("daemon.log"))?)
+        .spawn()
+}
+
 fn lead_count(env: &Env) -> usize {
     env.leads().len()
 }
@@ -179,7 +196,8 @@ fn a_full_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
     ));
     let db_dir = env.dir.path().join("db");
     std::fs::create_dir_all(&db_dir).unwrap();
-    let mut daemon = std::process::Command::new("unshare")
+    let mut unshare = std::process::Command::new("unshare");
+    unshare
         .args([
             "--mount",
             "--propagation",
@@ -189,14 +207,8 @@ fn a_full_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
             "mount -t tmpfs -o size=8m,mode=0700 tmpfs \"$0\" && exec \"$@\"",
         ])
         .arg(&db_dir)
-        .arg(env!("CARGO_BIN_EXE_leadmail"))
-        .arg("--config")
-        .arg(&env.config)
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(env.dir.path().join("daemon.log")).unwrap())
-        .spawn()
+        .arg(env!("CARGO_BIN_EXE_leadmail"));
+    let mut daemon = spawn_logged_run(unshare, &env)
         .expect("unshare (util-linux) runs the daemon in its own mount namespace");
     let daemon_pid = daemon.id();
     // The daemon's view of its database directory.
@@ -276,15 +288,11 @@ fn postgres_stopped_acknowledges_nothing_and_catches_up_when_it_returns() {
     // durably before it acknowledges (else the leads committed just before
     // the crash below are lost, though their messages were filed).
     pg.psql("ALTER ROLE leadmail SET synchronous_commit = off");
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_leadmail"))
-        .arg("--config")
-        .arg(&env.config)
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(env.dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = spawn_logged_run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_leadmail")),
+        &env,
+    )
+    .unwrap();
     for n in 1..=2 {
         stack.append(LEADS, "INBOX", &lead(n, 500));
     }
