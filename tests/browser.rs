@@ -112,11 +112,24 @@ impl Browser {
             .map(str::to_string)
     }
 
+    /// Clicks what `css` finds, a button that submits its form, and waits
+    /// for the page the submission leads to: the click can return before the
+    /// next page has replaced this one.
     fn click(&self, css: &str) {
+        let page = self.find("html").expect("a page");
         let id = self
             .find(css)
             .unwrap_or_else(|| panic!("no {css} on the page: {}", self.title()));
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        wait_until(
+            "the page the click leads to",
+            Duration::from_secs(20),
+            || {
+                // The old page's root element goes stale once the next page is in.
+                let old = self.session_call("GET", &format!("/element/{page}/name"), None);
+                old["value"]["error"].is_string()
+            },
+        );
     }
 }
 
